@@ -35,3 +35,7 @@ from .backend import get_array_module, manual_seed
 from .gradcheck import GradcheckError, gradcheck
 
 __version__ = "0.1.0"
+
+from . import functional, nn, models  # noqa: E402  (need the names above)
+from .models import summary  # noqa: E402
+from .serialization import load, save  # noqa: E402

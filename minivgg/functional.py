@@ -42,46 +42,50 @@ def _check_rank(op, x, rank=4, layout="(N, C, H, W)"):
 # im2col / col2im on raw arrays
 # ---------------------------------------------------------------------------------------------------
 def _im2col_array(x, kernel, stride, padding):
-    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW): column n*OH*OW + oh*OW + ow is one receptive field.
+    """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): column (oh*OW + ow)*N + n is one receptive field.
 
     Rows are ordered (c, i, j) like a flattened weight (K, C, KH, KW), so a convolution is `W2d @ col`.
-    One strided copy per kernel offset (i, j): no Python loop over the batch or the pixels.
+    The batch index runs fastest: inside, images are held as (C, H, W, N), so each of the KH*KW strided
+    copies (one per kernel offset, no Python loop over the batch or the pixels) moves runs of OW*N
+    values rather than runs of OW, which matters once the maps are small (4x4, 2x2 in VGG).
     """
     xp = backend.get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("im2col", x.shape, kernel, stride, padding)
-    # Channels first: each row of col is then one contiguous block of N*OH*OW values.
-    padded = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    padded[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
-    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    padded[:, ph:ph + h, pw:pw + w, :] = x.transpose(1, 2, 3, 0)
+    col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            col[:, i, j] = padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
-    return col.reshape(c * kh * kw, n * oh * ow)
+            col[:, i, j] = padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
+    return col.reshape(c * kh * kw, oh * ow * n)
 
 
 def _col2im_array(col, input_shape, kernel, stride, padding):
-    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), adding up every copy of a pixel: im2col's adjoint."""
+    """col (C*KH*KW, OH*OW*N) -> (N, C, H, W), adding up every copy of a pixel: im2col's adjoint.
+
+    The result is a view of a (C, H, W, N) buffer (strides, not a copy), like the convolution output.
+    """
     xp = backend.get_array_module(col)
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("col2im", input_shape, kernel, stride, padding)
-    if col.shape != (c * kh * kw, n * oh * ow):
+    if col.shape != (c * kh * kw, oh * ow * n):
         raise ValueError(
             f"col2im: col has shape {tuple(col.shape)}, but input_shape {tuple(input_shape)} with kernel "
-            f"{kh}x{kw} needs ({c * kh * kw}, {n * oh * ow})"
+            f"{kh}x{kw} needs ({c * kh * kw}, {oh * ow * n})"
         )
-    col = col.reshape(c, kh, kw, n, oh, ow)
-    padded = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    col = col.reshape(c, kh, kw, oh, ow, n)
+    padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
     for i in range(kh):
         for j in range(kw):
-            padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col[:, i, j]
-    return xp.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+            padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += col[:, i, j]
+    return padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
 
 
 class Im2col(Function):
-    """x (N, C, H, W) -> (C*KH*KW, N*OH*OW). Backward: col2im of the gradient."""
+    """x (N, C, H, W) -> (C*KH*KW, OH*OW*N). Backward: col2im of the gradient."""
 
     def __init__(self, kernel, stride, padding):
         self.geometry = (kernel, stride, padding)
@@ -96,7 +100,7 @@ class Im2col(Function):
 
 
 class Col2im(Function):
-    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W). Backward: im2col of the gradient."""
+    """col (C*KH*KW, OH*OW*N) -> (N, C, H, W). Backward: im2col of the gradient."""
 
     def __init__(self, input_shape, kernel, stride, padding):
         self.input_shape = tuple(input_shape)
@@ -110,7 +114,9 @@ class Col2im(Function):
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
-    """Unroll every kernel-sized window of x (N, C, H, W) into a column: -> (C*KH*KW, N*OH*OW).
+    """Unroll every kernel-sized window of x (N, C, H, W) into a column: -> (C*KH*KW, OH*OW*N).
+
+    Row (c*KH + i)*KW + j holds x[n, c, oh*S + i - P, ow*S + j - P]; column (oh*OW + ow)*N + n.
 
     Works on a raw array (returns an array) and on a Tensor (returns a Tensor with gradients).
     """
@@ -122,7 +128,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
 
 
 def col2im(col, input_shape, kernel_size, stride=1, padding=0):
-    """Fold columns (C*KH*KW, N*OH*OW) back into an image of `input_shape`, summing overlaps.
+    """Fold columns (C*KH*KW, OH*OW*N) back into an image of `input_shape`, summing overlaps.
 
     The adjoint of im2col: <im2col(x), c> == <x, col2im(c)>. Arrays in, array out; Tensor in, Tensor out.
     """
@@ -138,9 +144,11 @@ def col2im(col, input_shape, kernel_size, stride=1, padding=0):
 class Conv2d(Function):
     """x (N, C, H, W), weight (K, C, KH, KW), bias (K,) -> y (N, K, OH, OW).
 
-    Forward: col = im2col(x) (C*KH*KW, N*OH*OW); y = weight (K, C*KH*KW) @ col, one matrix product.
+    Forward: col = im2col(x) (C*KH*KW, OH*OW*N); y = weight (K, C*KH*KW) @ col, one matrix product.
     Backward: dW = dy @ col^T (col kept from forward), dx = col2im(W^T @ dy), db = dy summed.
     Keeps col only if the weight needs a gradient and W only if x needs one.
+    y is returned as a (N, K, OH, OW) view of the (K, OH, OW, N) product: no copy, and the next
+    layer's im2col and this layer's backward read it in that order for free.
     """
 
     def __init__(self, stride, padding):
@@ -157,23 +165,21 @@ class Conv2d(Function):
         if x.dtype != weight.dtype:
             raise TypeError(f"conv2d: input dtype {x.dtype} differs from weight dtype {weight.dtype}; "
                             "convert the input with .float() (float32)")
-        xp = backend.get_array_module(x)
-        n = x.shape[0]
-        k = weight.shape[0]
+        n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
         oh, ow = _output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         col = _im2col_array(x, self.kernel, self.stride, self.padding)
-        y = weight.reshape(k, -1) @ col  # (K, N*OH*OW)
-        y = y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
-        y = y + bias.reshape(1, k, 1, 1) if bias is not None else xp.ascontiguousarray(y)
+        y = (weight.reshape(k, -1) @ col).reshape(k, oh, ow, n)
+        if bias is not None:
+            y += bias.reshape(k, 1, 1, 1)
         self.col = col if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
         self.x_shape, self.w_shape = x.shape, weight.shape
-        return y
+        return y.transpose(3, 0, 1, 2)
 
     def backward(self, gy):
         k = self.w_shape[0]
-        g = gy.transpose(1, 0, 2, 3).reshape(k, -1)  # (K, N*OH*OW), the layout of forward's product
+        g = gy.transpose(1, 2, 3, 0).reshape(k, -1)  # (K, OH*OW*N): free when gy kept forward's order
         gx = gw = gb = None
         if self.needs_input_grad[0]:
             gcol = self.weight.reshape(k, -1).T @ g
@@ -205,7 +211,7 @@ class MaxPool2d(Function):
     def __init__(self, kernel, stride, padding):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
-    def _windows(self, padded_shape, oh, ow):
+    def _windows(self, oh, ow):
         (kh, kw), (sh, sw) = self.kernel, self.stride
         for i in range(kh):
             for j in range(kw):
@@ -225,26 +231,38 @@ class MaxPool2d(Function):
         else:
             padded = x
         best = argmax = None
-        for offset, window in self._windows(padded.shape, oh, ow):
+        for offset, window in self._windows(oh, ow):
             values = padded[window]
             if best is None:
-                best = values.copy()
-                argmax = xp.zeros(best.shape, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
+                best = values.copy(order="K")  # K: keep the input's memory order (see Conv2d)
+                argmax = xp.zeros_like(best, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
             else:
                 better = values > best  # strict: the first maximum keeps the gradient
                 xp.maximum(best, values, out=best)
                 argmax[better] = offset
         self.argmax, self.padded_shape, self.x_shape = argmax, padded.shape, x.shape
+        self.x_layout = _memory_order(x)
         return best
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
         (ph, pw), (n, c, h, w) = self.padding, self.x_shape
-        gx = xp.zeros(self.padded_shape, dtype=gy.dtype)
+        gx = _zeros_in_order(xp, self.padded_shape, self.x_layout, gy.dtype)
         oh, ow = gy.shape[-2:]
-        for offset, window in self._windows(self.padded_shape, oh, ow):
+        for offset, window in self._windows(oh, ow):
             gx[window] += gy * (self.argmax == offset)
-        return gx if not (ph or pw) else xp.ascontiguousarray(gx[:, :, ph:ph + h, pw:pw + w])
+        return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
+
+
+def _memory_order(array):
+    """The axes of `array` from the largest stride to the smallest (its layout in memory)."""
+    return tuple(sorted(range(array.ndim), key=lambda a: -array.strides[a]))
+
+
+def _zeros_in_order(xp, shape, order, dtype):
+    """Zeros of `shape` laid out in memory in axis order `order` (a view, no copy)."""
+    buffer = xp.zeros([shape[a] for a in order], dtype=dtype)
+    return buffer.transpose(np.argsort(order))
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):

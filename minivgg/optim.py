@@ -1,0 +1,190 @@
+"""Optimizers (SGD, Adam) with PyTorch's exact update rules, and learning-rate schedulers.
+
+Updates run in place on each parameter's device; state (momentum buffers, Adam moments) is created on
+first use on that device and is part of a checkpoint via `state_dict()`.
+"""
+import math
+
+from . import backend
+from .autograd import no_grad
+
+
+class Optimizer:
+    """One parameter group: `param_groups[0]` holds 'params' and the hyperparameters, as in PyTorch."""
+
+    def __init__(self, params, defaults):
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        self.param_groups = [dict(defaults, params=params)]
+        self.state = {}  # parameter index -> {name: array}
+
+    @property
+    def params(self):
+        return self.param_groups[0]["params"]
+
+    @property
+    def lr(self):
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        self.param_groups[0]["lr"] = float(value)
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+    def step(self):
+        group = self.param_groups[0]
+        with no_grad():
+            for i, p in enumerate(self.params):
+                if p.grad is None:
+                    continue
+                self._update(p, p.grad.data, self.state.setdefault(i, {}), group)
+
+    def _update(self, p, g, state, group):
+        raise NotImplementedError
+
+    def state_dict(self):
+        hyper = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return {"state": {str(i): dict(s) for i, s in self.state.items()}, "hyper": hyper}
+
+    def load_state_dict(self, state):
+        for i, entries in state.get("state", {}).items():
+            index = int(i)
+            if index >= len(self.params):
+                raise KeyError(f"{type(self).__name__}.load_state_dict: state for parameter {index}, but the "
+                               f"optimizer has {len(self.params)} parameters")
+            device = self.params[index].device
+            self.state[index] = {k: (backend.to_device(v, device) if hasattr(v, "shape") else v)
+                                 for k, v in entries.items()}
+        self.param_groups[0].update(state.get("hyper", {}))
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, PyTorch's rule:
+    g = grad + wd * p;  buf = momentum * buf + g (buf = g at the first step);
+    g = g + momentum * buf (nesterov) or buf;  p -= lr * g."""
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        super().__init__(params, dict(lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay),
+                                      nesterov=bool(nesterov)))
+
+    def _update(self, p, g, state, group):
+        xp = backend.get_array_module(p.data)
+        dtype = p.dtype.type
+        if group["weight_decay"]:
+            g = g + dtype(group["weight_decay"]) * p.data
+        if group["momentum"]:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = xp.array(g, copy=True)
+            else:
+                buf *= dtype(group["momentum"])
+                buf += g
+            g = g + dtype(group["momentum"]) * buf if group["nesterov"] else buf
+        p.data -= dtype(group["lr"]) * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), PyTorch's rule with bias correction; weight_decay adds wd * p to the gradient."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=float(lr), betas=tuple(betas), eps=float(eps),
+                                      weight_decay=float(weight_decay)))
+
+    def _update(self, p, g, state, group):
+        xp = backend.get_array_module(p.data)
+        dtype = p.dtype.type
+        b1, b2 = group["betas"]
+        if group["weight_decay"]:
+            g = g + dtype(group["weight_decay"]) * p.data
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+        m *= dtype(b1)
+        m += dtype(1 - b1) * g
+        v *= dtype(b2)
+        v += dtype(1 - b2) * g * g
+        step_size = group["lr"] / (1 - b1 ** t)
+        denom = xp.sqrt(v) / dtype(math.sqrt(1 - b2 ** t)) + dtype(group["eps"])
+        p.data -= dtype(step_size) * (m / denom)
+
+
+# ---- learning-rate schedulers ----------------------------------------------------------------------
+class _Scheduler:
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.last_epoch = 0
+
+    def get_last_lr(self):
+        return [self.optimizer.lr]
+
+    def state_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state):
+        self.__dict__.update(state)
+
+
+class StepLR(_Scheduler):
+    """Multiply the rate by gamma every step_size epochs (call .step() once per epoch)."""
+
+    def __init__(self, optimizer, step_size, gamma=0.1):
+        super().__init__(optimizer)
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def step(self):
+        self.last_epoch += 1
+        self.optimizer.lr = self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+
+
+class CosineAnnealingLR(_Scheduler):
+    """lr = eta_min + (base - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
+
+    def __init__(self, optimizer, T_max, eta_min=0.0):
+        super().__init__(optimizer)
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+
+    def step(self):
+        self.last_epoch += 1
+        cos = math.cos(math.pi * self.last_epoch / self.T_max)
+        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * (1 + cos) / 2
+
+
+class ReduceLROnPlateau(_Scheduler):
+    """Divide the rate by 1/factor when the watched metric has not improved for `patience` epochs
+    (the paper divides by 10 when validation accuracy stops improving: mode='max', factor=0.1)."""
+
+    def __init__(self, optimizer, mode="max", factor=0.1, patience=10, threshold=1e-4, min_lr=0.0):
+        super().__init__(optimizer)
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.min_lr = float(threshold), float(min_lr)
+        self.best, self.bad_epochs = None, 0
+
+    def _improved(self, value):  # PyTorch's relative threshold
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best * (1 + self.threshold)
+        return value < self.best * (1 - self.threshold)
+
+    def step(self, metric):
+        self.last_epoch += 1
+        metric = float(metric)
+        if self._improved(metric):
+            self.best, self.bad_epochs = metric, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.optimizer.lr = max(self.optimizer.lr * self.factor, self.min_lr)
+            self.bad_epochs = 0
