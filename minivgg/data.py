@@ -1,0 +1,235 @@
+"""Fashion-MNIST: find or download the IDX files, check them, and batch them onto a device.
+
+Search order: `root`, $MINIVGG_DATA, ~/.cache/minivgg/fashion-mnist, Debian's
+/usr/share/datasets/fashion-mnist (package dataset-fashion-mnist); failing those, download the official
+files into the cache. Files may be gzipped or not. Checks use the decompressed bytes, because Debian
+re-compressed the .gz files (their MD5 differs from the upstream README's, the contents do not).
+"""
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+
+import numpy as np
+
+from . import backend
+from .autograd import Tensor
+
+text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+               "ankle boot"]
+
+FILES = {  # split -> (images file, labels file), without .gz
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+COUNTS = {"train": 60000, "test": 10000}
+# SHA-256 of the decompressed files (identical upstream and in Debian's package).
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
+FIX = ("Delete it (it will be looked for elsewhere or downloaded again), or install Debian's copy: "
+       "apt-get install dataset-fashion-mnist")
+
+
+class DatasetError(ValueError):
+    """A data file is missing, truncated or not what it claims to be."""
+
+
+def cache_dir():
+    return os.path.join(os.path.expanduser("~"), ".cache", "minivgg", "fashion-mnist")
+
+
+def search_dirs(root=None):
+    dirs = [root, os.environ.get("MINIVGG_DATA"), cache_dir(), DEBIAN_DIR]
+    return [d for d in dirs if d]
+
+
+def _find(name, dirs):
+    for d in dirs:
+        for candidate in (os.path.join(d, name + ".gz"), os.path.join(d, name)):
+            if os.path.exists(candidate):
+                return candidate
+    return None
+
+
+def _read_bytes(path):
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc}); the file is truncated or corrupt. {FIX}") from None
+
+
+def parse_idx(raw, path, expected_count):
+    """IDX bytes -> uint8 array: (N, rows, cols) for images (magic 2051), (N,) for labels (2049)."""
+    if len(raw) < 8:
+        raise DatasetError(f"{path}: only {len(raw)} bytes, too short for an IDX header. {FIX}")
+    magic, count = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
+    if magic == 2051:
+        rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
+        shape, offset = (count, rows, cols), 16
+    elif magic == 2049:
+        shape, offset = (count,), 8
+    else:
+        raise DatasetError(f"{path}: wrong magic number {magic} (expected 2051 for images or 2049 for labels). "
+                           f"{FIX}")
+    if count != expected_count:
+        raise DatasetError(f"{path}: holds {count} items, Fashion-MNIST has {expected_count} in this split. {FIX}")
+    size = int(np.prod(shape))
+    if len(raw) != offset + size:
+        raise DatasetError(f"{path}: {len(raw) - offset} bytes of data, {size} expected for shape {shape} "
+                           f"(truncated or padded). {FIX}")
+    return np.frombuffer(raw, dtype=np.uint8, count=size, offset=offset).reshape(shape)
+
+
+def _download(name, folder):
+    """Fetch `name`.gz into `folder`, check its decompressed SHA-256, then rename it into place."""
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, name + ".gz")
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(URL + name + ".gz", timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+        with gzip.open(tmp, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        if digest != SHA256[name]:
+            raise DatasetError(f"downloaded {name}.gz does not match the official contents (SHA-256 {digest}); "
+                               "try again later or install dataset-fashion-mnist")
+        os.replace(tmp, target)  # the cache never holds half a file
+        return target
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"could not download {URL}{name}.gz ({exc}). Without a network, install Debian's "
+                           "package dataset-fashion-mnist or set MINIVGG_DATA to a folder with the four files"
+                           ) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_fashion_mnist(split="train", root=None, download=True):
+    """(images uint8 (N, 28, 28), labels uint8 (N,)) for split 'train' (60,000) or 'test' (10,000)."""
+    if split not in FILES:
+        raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}")
+    dirs = search_dirs(root)
+    arrays = []
+    for name in FILES[split]:
+        path = _find(name, dirs)
+        if path is None:
+            if not download:
+                raise DatasetError(f"{name}(.gz) not found in {', '.join(dirs)}. Install dataset-fashion-mnist "
+                                   "or set MINIVGG_DATA.")
+            path = _download(name, cache_dir())
+        arrays.append(parse_idx(_read_bytes(path), path, COUNTS[split]))
+    return arrays[0], arrays[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Batches on a device
+# ---------------------------------------------------------------------------------------------------
+def bilinear_matrix(in_size, out_size):
+    """(out_size, in_size) float32 matrix of bilinear weights (half-pixel centres, PyTorch's
+    align_corners=False): resizing an image is then two matrix products, M_h @ img @ M_w^T."""
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size) + 0.5) * scale - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(int), in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    frac = (src - low).astype(np.float32)
+    m = np.zeros((out_size, in_size), dtype=np.float32)
+    m[np.arange(out_size), low] += 1 - frac
+    m[np.arange(out_size), high] += frac
+    return m
+
+
+def resize_bilinear(images, size):
+    """images (B, C, H, W) float array -> (B, C, size, size), on the images' device."""
+    xp = backend.get_array_module(images)
+    h, w = images.shape[-2:]
+    mh = xp.asarray(bilinear_matrix(h, size))
+    mw = xp.asarray(bilinear_matrix(w, size))
+    return mh @ images @ mw.T
+
+
+class DataLoader:
+    """Batches of (images, labels) Tensors on `device`; images float32 in [0, 1], shape (B, 1, R, R).
+
+    `dataset` is a pair (uint8 images (N, H, W), labels (N,)) as from `load_fashion_mnist`. Each batch
+    crosses to the device as uint8 and is converted, resized (`resize=R`, bilinear), normalized
+    (`normalize=(mean, std)`) and flipped (`flip=True`: random horizontal flips) there, batch by
+    batch. The shuffling order of epoch e depends only on (seed, e), so a resumed run sees the same
+    batches as an uninterrupted one.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, device="cpu", seed=0, resize=None,
+                 normalize=None, flip=False, limit_batches=None):
+        images, labels = dataset
+        if len(images) != len(labels):
+            raise ValueError(f"DataLoader: {len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, np.asarray(labels).astype(np.int64)
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.device = backend.canonical_device(device)
+        self.seed, self.resize, self.normalize, self.flip = seed, resize, normalize, flip
+        self.limit_batches = limit_batches
+        self.epoch = 0
+
+    def __len__(self):
+        n = len(self.images)
+        batches = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return min(batches, self.limit_batches) if self.limit_batches else batches
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def _order(self):
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __iter__(self):
+        order = self._order()
+        flips = np.random.default_rng([self.seed, self.epoch, 1]).random(len(order)) < 0.5 if self.flip else None
+        for b in range(len(self)):
+            index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])  # sorted: faster gather
+            images = self._to_device_float(self.images[index])
+            if flips is not None:
+                images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
+            labels = backend.to_device(self.labels[index], self.device)
+            yield Tensor(images), Tensor(labels)
+        self.epoch += 1
+
+    def _to_device_float(self, batch):
+        x = backend.to_device(batch, self.device)  # uint8 over the bus: 4x less than float32
+        xp = backend.get_array_module(x)
+        x = x.astype(np.float32)[:, None] * np.float32(1 / 255)
+        if self.resize and self.resize != x.shape[-1]:
+            x = resize_bilinear(x, self.resize)
+        if self.normalize:
+            mean, std = self.normalize
+            x = (x - np.float32(mean)) * np.float32(1 / std)
+        return xp.ascontiguousarray(x)
+
+    def _flip(self, images, flags):
+        xp = backend.get_array_module(images)
+        flags = backend.to_device(flags, self.device)
+        return xp.where(flags[:, None, None, None], images[..., ::-1], images)
+
+
+def load_data_fashion_mnist(batch_size, resize=None, device="cpu", root=None, seed=0, train_limit=None, **kwargs):
+    """D2L's helper: (train_loader, test_loader). `train_limit` keeps the first N training images."""
+    train_x, train_y = load_fashion_mnist("train", root)
+    if train_limit:
+        train_x, train_y = train_x[:train_limit], train_y[:train_limit]
+    test = load_fashion_mnist("test", root)
+    train = DataLoader((train_x, train_y), batch_size, shuffle=True, device=device, resize=resize, seed=seed,
+                       **kwargs)
+    kwargs.pop("flip", None)
+    return train, DataLoader(test, batch_size, shuffle=False, device=device, resize=resize, seed=seed, **kwargs)
