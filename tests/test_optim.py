@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+import minivgg as mv
+from minivgg import optim
+
+torch = pytest.importorskip("torch", reason="PyTorch not installed (pip install torch==2.13.0)")
+
+
+def _pair(rng, shapes):
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ours = [mv.nn.Parameter(a.copy()) for a in arrays]
+    theirs = [torch.nn.Parameter(torch.tensor(a.copy())) for a in arrays]
+    return ours, theirs
+
+
+def _run(ours, theirs, opt, topt, steps, rng):
+    for _ in range(steps):
+        for o, t in zip(ours, theirs):
+            g = rng.standard_normal(o.shape).astype(np.float32)
+            o.grad = mv.tensor(g)
+            t.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+        for o, t in zip(ours, theirs):
+            np.testing.assert_allclose(o.numpy(), t.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=0.1), dict(lr=0.05, momentum=0.9), dict(lr=0.05, momentum=0.9,
+                                    weight_decay=5e-4), dict(lr=0.01, momentum=0.8, nesterov=True)])
+def test_sgd_matches_torch_step_for_step(kwargs, rng):
+    ours, theirs = _pair(rng, [(4, 3), (3,)])
+    _run(ours, theirs, optim.SGD(ours, **kwargs), torch.optim.SGD(theirs, **kwargs), 6, rng)
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr=1e-3), dict(lr=1e-2, betas=(0.8, 0.99), weight_decay=1e-3)])
+def test_adam_matches_torch_step_for_step(kwargs, rng):
+    ours, theirs = _pair(rng, [(5, 2), (2,)])
+    _run(ours, theirs, optim.Adam(ours, **kwargs), torch.optim.Adam(theirs, **kwargs), 6, rng)
+
+
+def test_float32_state_and_params(rng):
+    ours, _ = _pair(rng, [(3,)])
+    opt = optim.SGD(ours, lr=0.1, momentum=0.9, weight_decay=1e-4)
+    ours[0].grad = mv.tensor(np.ones(3))
+    opt.step()
+    assert ours[0].dtype == np.float32 and opt.state[0]["momentum_buffer"].dtype == np.float32
+
+
+def _torch_lrs(make, steps, metrics=None):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1)
+    sched = make(opt)
+    out = []
+    for i in range(steps):
+        opt.step()
+        sched.step(metrics[i]) if metrics else sched.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+def _our_lrs(make, steps, metrics=None):
+    opt = optim.SGD([mv.nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.1)
+    sched = make(opt)
+    out = []
+    for i in range(steps):
+        sched.step(metrics[i]) if metrics else sched.step()
+        out.append(opt.lr)
+    return out
+
+
+def test_schedulers_match_torch():
+    np.testing.assert_allclose(_our_lrs(lambda o: optim.StepLR(o, 3, 0.5), 10),
+                               _torch_lrs(lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5), 10), rtol=1e-9)
+    np.testing.assert_allclose(_our_lrs(lambda o: optim.CosineAnnealingLR(o, 8, 0.001), 8),
+                               _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 8, 0.001), 8),
+                               rtol=1e-6)
+    metrics = [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7]
+    np.testing.assert_allclose(
+        _our_lrs(lambda o: optim.ReduceLROnPlateau(o, "max", factor=0.1, patience=2), 10, metrics),
+        _torch_lrs(lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, "max", factor=0.1, patience=2), 10,
+                   metrics), rtol=1e-9)
+
+
+def test_optimizer_state_round_trip(tmp_path, rng):
+    ours, _ = _pair(rng, [(3,)])
+    opt = optim.Adam(ours, lr=0.01)
+    ours[0].grad = mv.tensor(np.ones(3))
+    opt.step()
+    mv.save({"opt": opt.state_dict()}, tmp_path / "o.npz")
+    other = optim.Adam(ours, lr=0.5)
+    other.load_state_dict(mv.load(tmp_path / "o.npz")["opt"])
+    assert other.lr == 0.01 and other.state[0]["step"] == 1
+    np.testing.assert_array_equal(other.state[0]["exp_avg"], opt.state[0]["exp_avg"])

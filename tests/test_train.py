@@ -1,0 +1,106 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import minivgg as mv
+from minivgg import cli, data, models, nn, optim, train
+
+needs_data = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
+                                reason="install dataset-fashion-mnist (Debian) for real data")
+
+
+@needs_data
+def test_training_on_a_real_subset_learns():
+    mv.manual_seed(0)
+    x, y = data.load_fashion_mnist("train")
+    tx, ty = data.load_fashion_mnist("test")
+    train_loader = data.DataLoader((x[:2000], y[:2000]), 64, shuffle=True, resize=32)
+    test_loader = data.DataLoader((tx[:1000], ty[:1000]), 250, resize=32)
+    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 8)), (1, 1, 32, 32))
+    before = train.evaluate_accuracy(net, test_loader)
+    history = train.fit(net, train_loader, test_loader, optim.Adam(net.parameters(), lr=1e-3), 2,
+                        progress=False, print_fn=lambda *a: None)
+    losses = [e["loss"] for e in history["epochs"]]
+    assert losses[1] < losses[0] < 2.31
+    assert before < 0.2 and history["epochs"][-1]["test_acc"] > 0.45  # chance is 0.1; measured 0.58
+
+
+def _train_cli(tmp_path, *extra):
+    args = ["train", "--ratio", "16", "--train-limit", "256", "--limit-batches", "4", "--batch-size", "32",
+            "--no-progress", "--data", data.DEBIAN_DIR, *extra]
+    assert cli.main(args) == 0
+
+
+@needs_data
+def test_cli_smoke_run_writes_plot_history_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    _train_cli(tmp_path, "--epochs", "1", "--out", str(out))
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "history.json", "training.png"]
+    history = json.loads((out / "history.json").read_text())
+    assert history["epochs"][0]["epoch"] == 1 and {"loss", "train_acc", "test_acc", "lr", "time",
+                                                   "examples_per_sec"} <= set(history["epochs"][0])
+    text = capsys.readouterr().out
+    assert "at 32x32" in text.splitlines()[0]
+    assert "epoch 1, loss" in text and "examples/sec on cpu" in text
+    assert cli.main(["evaluate", str(out), "--data", data.DEBIAN_DIR]) == 0
+    assert (out / "confusion.png").exists() and "ankle boot" in capsys.readouterr().out
+
+
+@needs_data
+def test_resume_is_exact(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    _train_cli(tmp_path, "--epochs", "2", "--out", str(straight))
+    _train_cli(tmp_path, "--epochs", "1", "--out", str(split))
+    _train_cli(tmp_path, "--epochs", "2", "--resume", str(split))
+    a = mv.load(straight / "checkpoint.npz")
+    b = mv.load(split / "checkpoint.npz")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key])
+    for key in a["optimizer"]["state"]:
+        np.testing.assert_array_equal(a["optimizer"]["state"][key]["momentum_buffer"],
+                                      b["optimizer"]["state"][key]["momentum_buffer"])
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    net[1].weight.data[:] = np.nan
+    images, labels = np.zeros((8, 2, 2), dtype=np.uint8), np.zeros(8, dtype=np.int64)
+    loader = data.DataLoader((images, labels), 4)
+    with pytest.raises(train.TrainingDiverged, match=r"at epoch 1, step 1; last good checkpoint: none yet"):
+        train.fit(net, loader, loader, optim.SGD(net.parameters(), lr=0.1), 1, out_dir=str(tmp_path),
+                  progress=False, print_fn=lambda *a: None)
+
+
+def test_interrupt_saves_the_weights(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    images, labels = np.zeros((8, 2, 2), dtype=np.uint8), np.zeros(8, dtype=np.int64)
+
+    class Interrupting(data.DataLoader):
+        def __iter__(self):
+            yield from list(super().__iter__())[:1]
+            raise KeyboardInterrupt
+
+    loader = Interrupting((images, labels), 4)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(net, loader, loader, optim.SGD(net.parameters(), lr=0.1), 1, out_dir=str(tmp_path),
+                  progress=False, print_fn=lambda *a: None)
+    saved = mv.load(tmp_path / "interrupted.npz")
+    np.testing.assert_array_equal(saved["model"]["1.weight"], net[1].weight.numpy())
+
+
+def test_cli_summary_prints_the_d2l_table(capsys):
+    assert cli.main(["summary", "--arch", "vgg11"]) == 0
+    text = capsys.readouterr().out
+    for shape in ["(1, 64, 112, 112)", "(1, 128, 56, 56)", "(1, 256, 28, 28)", "(1, 512, 14, 14)",
+                  "(1, 512, 7, 7)", "(1, 10)"]:
+        assert shape in text
+
+
+def test_cli_reports_a_missing_gpu(capsys):
+    if mv.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert cli.main(["train", "--device", "cuda"]) == 1
+    assert "CuPy" in capsys.readouterr().err
