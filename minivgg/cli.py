@@ -130,7 +130,7 @@ def cmd_train(args):
     if args.watch_grads:
         from .inspect import GradientMonitor
 
-        monitor = GradientMonitor(net)
+        monitor = GradientMonitor(net, every=10)  # the update ratio copies the weights: not every step
     remaining = config["epochs"] - start
     if remaining <= 0:
         print(f"nothing to do: the run already has {start} of {config['epochs']} epochs (raise --epochs)")
