@@ -55,13 +55,12 @@ def require_cupy():
 
 def get_array_module(x):
     """The array module (numpy or cupy) that owns `x` (an array or a Tensor); numpy unless it is on CuPy."""
-    if isinstance(x, (np.ndarray, np.generic)):
-        return np
     cupy = sys.modules.get("cupy")  # never import CuPy just to answer "no"
     if cupy is None:
         return np
-    array = x if isinstance(x, cupy.ndarray) else getattr(x, "data", None)  # a Tensor holds its array in .data
-    return cupy if isinstance(array, cupy.ndarray) else np
+    if isinstance(x, cupy.ndarray) or isinstance(getattr(x, "data", None), cupy.ndarray):  # an array, a Tensor
+        return cupy
+    return np
 
 
 def canonical_device(device):
