@@ -501,13 +501,15 @@ def _backward_walk(root, grad, retain_graph):
         return
 
     order, leaf_uses = _topological_order(root.creator)
+    # Outputs with hooks or retain_grad, held here: releasing their consumer may drop the last reference.
+    watched = {fn: out for fn in order if (out := fn.output()) is not None and (out._hooks or out._retains_grad)}
     pending = {root.creator: grad}
     leaf_grads = {}
     for index, fn in enumerate(order):
         gy = pending.pop(fn, None)
         if gy is None:  # unreachable in practice: every listed node has a consumer on the path
             continue
-        out = fn.output()
+        out = watched.pop(fn, None)
         if out is not None:
             gy = _finish_gradient(out, gy)
         gxs = fn.backward(gy)

@@ -167,6 +167,27 @@ def summary(net, input_shape, file=None, device="cpu"):
     return rows
 
 
+def count_flops(net, input_shape):
+    """Floating-point operations of one forward pass for one input of `input_shape`, split into
+    {"conv": ..., "dense": ...}: 2 per multiply-add, counted from each layer's weight and output size."""
+    counts = {"conv": 0, "dense": 0}
+
+    def conv_hook(module, inputs, output):
+        counts["conv"] += 2 * module.weight.size * output.shape[2] * output.shape[3] * output.shape[0] // input_shape[0]
+
+    def dense_hook(module, inputs, output):
+        counts["dense"] += 2 * module.weight.size * output.shape[0] // input_shape[0]
+
+    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else dense_hook)
+               for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        _dry_run(net, input_shape, "cpu")
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
+
+
 def to_fully_convolutional(net):
     """The paper's test-time network: Flatten + the three Linear layers become a 7x7 convolution and two
     1x1 convolutions sharing their weights, then a spatial average of the class-score map.

@@ -1,0 +1,38 @@
+"""What every lesson shares: quick mode, the output folder, and `claim`, which asserts what it prints."""
+import os
+import sys
+
+QUICK = "--quick" in sys.argv or os.environ.get("MINIVGG_QUICK") == "1"
+OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+
+
+def output(name):
+    """Path of a figure or file under lessons/output/ (created on demand, git-ignored)."""
+    os.makedirs(OUTPUT, exist_ok=True)
+    return os.path.join(OUTPUT, name)
+
+
+def claim(condition, sentence):
+    """State a fact in plain words, and stop the lesson if it is not true."""
+    assert condition, "the lesson's claim failed: " + sentence
+    print("  \u2713 " + sentence)
+
+
+def section(title):
+    print(f"\n== {title} ==")
+
+
+def exercises(*items):
+    print("\nExercises")
+    for i, item in enumerate(items, 1):
+        print(f"  {i}. {item}")
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files (no screen needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
