@@ -53,13 +53,24 @@ def _im2col_array(x, kernel, stride, padding):
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("im2col", x.shape, kernel, stride, padding)
-    padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    padded = xp.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
     padded[:, ph:ph + h, pw:pw + w, :] = x.transpose(1, 2, 3, 0)
+    _zero_border(padded, ph, pw)
     col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
             col[:, i, j] = padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
     return col.reshape(c * kh * kw, oh * ow * n)
+
+
+def _zero_border(padded, ph, pw):
+    """Zero the padding rows and columns of a (C, H + 2ph, W + 2pw, N) buffer (cheaper than zeroing it all)."""
+    if ph:
+        padded[:, :ph] = 0
+        padded[:, -ph:] = 0
+    if pw:
+        padded[:, :, :pw] = 0
+        padded[:, :, -pw:] = 0
 
 
 def _col2im_array(col, input_shape, kernel, stride, padding):
@@ -239,7 +250,9 @@ class MaxPool2d(Function):
             else:
                 better = values > best  # strict: the first maximum keeps the gradient
                 xp.maximum(best, values, out=best)
-                argmax[better] = offset
+                argmax *= ~better  # clear the slots where a new maximum appeared...
+                argmax += better * argmax.dtype.type(offset)  # ...and write this offset there (arithmetic:
+                # much faster than argmax[better] = offset, a boolean-mask scatter)
         self.argmax, self.padded_shape, self.x_shape = argmax, padded.shape, x.shape
         self.x_layout = _memory_order(x)
         return best
@@ -249,8 +262,12 @@ class MaxPool2d(Function):
         (ph, pw), (n, c, h, w) = self.padding, self.x_shape
         gx = _zeros_in_order(xp, self.padded_shape, self.x_layout, gy.dtype)
         oh, ow = gy.shape[-2:]
+        overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
         for offset, window in self._windows(oh, ow):
-            gx[window] += gy * (self.argmax == offset)
+            if overlapping:  # a position can be the maximum of several windows: add
+                gx[window] += gy * (self.argmax == offset)
+            else:  # each position is in one window at most: write straight into gx
+                xp.multiply(gy, self.argmax == offset, out=gx[window])
         return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
 
 

@@ -4,9 +4,34 @@ Updates run in place on each parameter's device; state (momentum buffers, Adam m
 first use on that device and is part of a checkpoint via `state_dict()`.
 """
 import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from . import backend
 from .autograd import no_grad
+
+_CHUNK = 1 << 20  # elements per piece when an update is split across CPU threads
+_pool = None
+
+
+def _in_pieces(update, *arrays):
+    """Call update(*arrays) — in place, elementwise — on two CPU threads for large NumPy arrays.
+
+    NumPy releases the GIL inside elementwise loops and one thread cannot saturate memory bandwidth, so
+    splitting the flat arrays into pieces halves the update of VGG's 17 million dense weights. On the GPU
+    (and for small or non-contiguous arrays) it is one plain call: same arithmetic, same result.
+    """
+    global _pool
+    if (backend.get_array_module(arrays[0]) is not np or arrays[0].size < 4 * _CHUNK
+            or not all(a.flags.c_contiguous for a in arrays)):
+        update(*arrays)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(2, thread_name_prefix="minivgg-optim")
+    flats = [a.reshape(-1) for a in arrays]
+    pieces = [slice(i, i + _CHUNK) for i in range(0, arrays[0].size, _CHUNK)]
+    list(_pool.map(lambda s: update(*[f[s] for f in flats]), pieces))
 
 
 class Optimizer:
@@ -65,7 +90,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent, PyTorch's rule:
     g = grad + wd * p;  buf = momentum * buf + g (buf = g at the first step);
-    g = g + momentum * buf (nesterov) or buf;  p -= lr * g."""
+    g = g + momentum * buf (nesterov) or buf;  p -= lr * g.
+    Large CPU updates run in pieces on two threads (see _in_pieces)."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         if nesterov and momentum <= 0:
@@ -76,17 +102,25 @@ class SGD(Optimizer):
     def _update(self, p, g, state, group):
         xp = backend.get_array_module(p.data)
         dtype = p.dtype.type
-        if group["weight_decay"]:
-            g = g + dtype(group["weight_decay"]) * p.data
-        if group["momentum"]:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = xp.array(g, copy=True)
-            else:
-                buf *= dtype(group["momentum"])
-                buf += g
-            g = g + dtype(group["momentum"]) * buf if group["nesterov"] else buf
-        p.data -= dtype(group["lr"]) * g
+        lr, momentum, wd = dtype(group["lr"]), dtype(group["momentum"]), dtype(group["weight_decay"])
+        nesterov = group["nesterov"]
+        if momentum and "momentum_buffer" not in state:
+            state["momentum_buffer"] = xp.zeros_like(p.data)  # 0 * m + g = g: PyTorch's first buffer exactly
+
+        def step(w, d, b=None):
+            if wd:
+                d = d + wd * w
+            if b is None:
+                w -= lr * d
+                return
+            b *= momentum
+            b += d
+            w -= lr * (d + momentum * b if nesterov else b)
+
+        if momentum:
+            _in_pieces(step, p.data, g, state["momentum_buffer"])
+        else:
+            _in_pieces(step, p.data, g)
 
 
 class Adam(Optimizer):

@@ -195,3 +195,13 @@ def test_cli_inspect_prints_the_table(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "|grad out|" in text and "Conv2d" in text and "LazyLinear" in text
     assert (tmp_path / "graph.dot").exists()
+
+
+def test_backward_hook_fires_when_only_the_graph_holds_the_output(rng):
+    net, x, y = two_layer(rng)
+    seen = []
+    net[0].register_backward_hook(lambda m, gin, gout: seen.append(gout[0].shape))
+    h = net[1](net[0](x))
+    h.retain_grad()
+    F.cross_entropy(net[2](h), y).backward()  # net[0]'s output is referenced by the graph alone
+    assert seen == [(6, 5)]
