@@ -22,64 +22,30 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_minivgg(size, batch, repeats, warmup, device):
+def build(framework, size, batch, device):
+    """One SGD training step of the model as a function, and a function that waits for the device."""
     import minivgg as mv
     from minivgg import functional as F
-    from minivgg import models, optim
+    from minivgg import inspect, models, optim
 
     mv.manual_seed(0)
-    net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)).to(device)
-    models.initialize(net, (1, 1, size, size), "xavier", device=device)
-    opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, size, size))
     rng = np.random.default_rng(0)
-    x = mv.tensor(rng.random((batch, 1, size, size), dtype=np.float32), device=device)
-    y = mv.tensor(rng.integers(0, 10, batch), device=device)
+    images = rng.random((batch, 1, size, size), dtype=np.float32)
+    labels = rng.integers(0, 10, batch)
+    if framework == "minivgg":
+        net.to(device)
+        opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        x, y = mv.tensor(images, device=device), mv.tensor(labels, device=device)
+        loss_fn, sync = F.cross_entropy, mv.cuda.synchronize
+    else:
+        import torch
 
-    def step():
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    for _ in range(warmup):
-        step()
-    base = _rss_mb()
-    times = []
-    for _ in range(repeats):
-        mv.cuda.synchronize() if device != "cpu" else None
-        t = time.perf_counter()
-        loss = step()
-        loss.item()  # waits for the GPU
-        times.append(time.perf_counter() - t)
-    return times, base
-
-
-def run_torch(size, batch, repeats, warmup, device):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-
-    def block(n, cin, cout):
-        layers = []
-        for _ in range(n):
-            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
-            cin = cout
-        return nn.Sequential(*layers, nn.MaxPool2d(2, 2))
-
-    arch = ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128))
-    blocks, cin = [], 1
-    for n, c in arch:
-        blocks.append(block(n, cin, c))
-        cin = c
-    flat = cin * (size // 32) ** 2
-    net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(0.5),
-                        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, 10)).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    x = torch.rand(batch, 1, size, size, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    loss_fn = nn.CrossEntropyLoss()
+        net = inspect.to_torch(net).to(device)  # the same layers and weights, in PyTorch
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+        loss_fn = torch.nn.functional.cross_entropy
+        sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
 
     def step():
         loss = loss_fn(net(x), y)
@@ -88,23 +54,24 @@ def run_torch(size, batch, repeats, warmup, device):
         opt.step()
         return loss
 
+    return step, sync
+
+
+def timed(step, sync, repeats, warmup):
     for _ in range(warmup):
         step()
-    base = _rss_mb()
     times = []
     for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        step().item()
-        times.append(time.perf_counter() - t)
-    return times, base
+        sync()
+        start = time.perf_counter()
+        step().item()  # waits for the GPU
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def child(args):
-    fn = run_minivgg if args.framework == "minivgg" else run_torch
     before = _rss_mb()
-    times, _ = fn(args.size, args.batch, args.repeats, args.warmup, args.device)
+    times = timed(*build(args.framework, args.size, args.batch, args.device), args.repeats, args.warmup)
     print(json.dumps({"median_s": float(np.median(times)), "min_s": float(min(times)),
                       "peak_mb": _rss_mb() - before}))
 

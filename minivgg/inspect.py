@@ -294,7 +294,7 @@ def _leaf_layers(net, prefix=""):
     return layers
 
 
-def _torch_layer(m, torch):
+def _torch_layer(m, torch, dropout):
     from . import nn
 
     tnn = torch.nn
@@ -307,7 +307,7 @@ def _torch_layer(m, torch):
     elif isinstance(m, nn.MaxPool2d):
         return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
     elif isinstance(m, nn.Dropout):
-        return tnn.Identity()  # compared with dropout disabled
+        return tnn.Dropout(m.p) if dropout else tnn.Identity()
     elif isinstance(m, nn.Flatten):
         return tnn.Flatten()
     elif isinstance(m, nn.LocalResponseNorm):
@@ -315,12 +315,20 @@ def _torch_layer(m, torch):
     elif isinstance(m, nn.GlobalAvgPool2d):
         return tnn.AdaptiveAvgPool2d(1)
     else:
-        raise TypeError(f"compare_with_torch: no PyTorch twin for {type(m).__name__}")
+        raise TypeError(f"to_torch: no PyTorch twin for {type(m).__name__}")
     with torch.no_grad():
         layer.weight.copy_(torch.from_numpy(backend.to_numpy(m.weight.data)))
         if m.bias is not None:
             layer.bias.copy_(torch.from_numpy(backend.to_numpy(m.bias.data)))
     return layer
+
+
+def to_torch(net, dropout=True):
+    """The same network in PyTorch (torch.nn.Sequential of its leaf layers) with the weights copied.
+    dropout=False puts Identity where the network has Dropout (for exact comparisons)."""
+    import torch
+
+    return torch.nn.Sequential(*[_torch_layer(m, torch, dropout) for _, m in _leaf_layers(net)])
 
 
 def compare_with_torch(net, images, labels, file=None):
@@ -336,7 +344,7 @@ def compare_with_torch(net, images, labels, file=None):
     images = images if isinstance(images, Tensor) else Tensor(np.asarray(images, dtype=np.float32))
     labels = labels if isinstance(labels, Tensor) else Tensor(np.asarray(labels, dtype=np.int64))
     layers = _leaf_layers(net)
-    twins = [_torch_layer(m, torch) for _, m in layers]
+    twins = list(to_torch(net, dropout=False))
     was_training = net.training
     net.eval()
     try:
