@@ -84,7 +84,8 @@ def _model(config, device):
                              device=device)
 
 
-def _optimizer_and_scheduler(net, config):
+def _optimizer_and_scheduler(net, config, steps_per_epoch):
+    """SGD and the chosen schedule; cosine anneals after every batch, down to 0 at the last one."""
     from . import optim
 
     opt = optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
@@ -93,7 +94,7 @@ def _optimizer_and_scheduler(net, config):
     if kind == "step":
         return opt, optim.StepLR(opt, step_size=max(1, config["epochs"] // 3))
     if kind == "cosine":
-        return opt, optim.CosineAnnealingLR(opt, T_max=config["epochs"])
+        return opt, optim.CosineAnnealingLR(opt, T_max=config["epochs"] * steps_per_epoch)
     if kind == "plateau":
         return opt, optim.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1)
     return opt, None
@@ -122,10 +123,10 @@ def cmd_train(args):
           flush=True)
     manual_seed(config["seed"])
     net = _model(config, device)
-    optimizer, scheduler = _optimizer_and_scheduler(net, config)
     train_loader, test_loader = data.load_data_fashion_mnist(
         config["batch_size"], resize=config["resize"], device=device, root=args.data, seed=config["seed"],
         train_limit=args.train_limit, limit_batches=args.limit_batches)
+    optimizer, scheduler = _optimizer_and_scheduler(net, config, len(train_loader))
     start, history = 0, None
     if args.resume:
         start, history = train.restore(args.resume, net, optimizer, scheduler, device=device)
@@ -142,7 +143,7 @@ def cmd_train(args):
     try:
         train.fit(net, train_loader, test_loader, optimizer, remaining, scheduler=scheduler, out_dir=out,
                   start_epoch=start, history=history, config=config, progress=not args.no_progress,
-                  monitor=monitor)
+                  monitor=monitor, scheduler_per_step=config["scheduler"] == "cosine")
     except train.TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

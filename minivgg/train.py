@@ -104,14 +104,15 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
 
 
 def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_dir=None, start_epoch=0,
-        history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print):
+        history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print,
+        scheduler_per_step=False):
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
     out_dir also the plot (`training.png`), `history.json` and `checkpoint.npz` (atomic). Ctrl-C saves
     `interrupted.npz` (the weights at that moment) and re-raises; the last epoch's checkpoint stays
     intact for an exact resume. `scheduler.step()` runs once per epoch (ReduceLROnPlateau gets the test
-    accuracy). `monitor` (an inspect.GradientMonitor) records gradients at every step.
+    accuracy), or after every batch with scheduler_per_step=True. `monitor` (an inspect.GradientMonitor) records gradients at every step.
     """
     history = history or {"epochs": [], "points": []}
     device = next(net.parameters()).device
@@ -137,6 +138,8 @@ def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_d
                 if monitor is not None:
                     monitor.before_step()
                 optimizer.step()
+                if scheduler_per_step:
+                    scheduler.step()
                 if monitor is not None:
                     monitor.after_step()
                 n = labels.shape[0]
@@ -182,7 +185,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_d
         print_fn(f"epoch {epoch + 1}, loss {record['loss']:.4f}, train acc {record['train_acc']:.3f}, "
                  f"test acc {test_acc:.3f}, time {elapsed:.1f} sec"
                  + (f", GPU memory {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""))
-        if scheduler is not None:
+        if scheduler is not None and not scheduler_per_step:
             scheduler.step(test_acc) if hasattr(scheduler, "bad_epochs") else scheduler.step()
         if out_dir:
             save(_checkpoint(net, optimizer, scheduler, epoch + 1, history, config), os.path.join(out_dir, CHECKPOINT))

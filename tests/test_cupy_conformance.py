@@ -108,3 +108,17 @@ def test_every_kernel_runs_on_strict_cupy(strict):
     assert isinstance(x.grad.data, DeviceArray) and isinstance(w.grad.data, DeviceArray)
     col = F.im2col(x.data, 3, 1, 1)
     assert isinstance(F.col2im(col, x.shape, 3, 1, 1), DeviceArray)
+
+
+def test_mixed_devices_name_both(monkeypatch):
+    with installed(monkeypatch):  # without the fixture's check that every input is on the device
+        _check_mixed_devices()
+
+
+def _check_mixed_devices():
+    a = mv.tensor([1.0, 2.0], device="cuda")
+    b = mv.tensor([1.0, 2.0])
+    with pytest.raises(RuntimeError, match=r"Add: inputs are on different devices \(cuda:0 \(2,\), cpu \(2,\)\)"):
+        a + b
+    assert (a + 1).device == "cuda:0" and a.to("cpu").device == "cpu"
+    assert type(a.numpy()) is np.ndarray

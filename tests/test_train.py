@@ -104,3 +104,10 @@ def test_cli_reports_a_missing_gpu(capsys):
         pytest.skip("a GPU is present")
     assert cli.main(["train", "--device", "cuda"]) == 1
     assert "CuPy" in capsys.readouterr().err
+
+
+@needs_data
+def test_cli_watch_grads_saves_the_gradient_plot(tmp_path):
+    out = tmp_path / "watched"
+    _train_cli(tmp_path, "--epochs", "1", "--out", str(out), "--watch-grads")
+    assert (out / "gradients.png").stat().st_size > 1000
