@@ -51,8 +51,8 @@ def test_cli_smoke_run_writes_plot_history_checkpoint(tmp_path, capsys):
 @needs_data
 def test_resume_is_exact(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    _train_cli(tmp_path, "--epochs", "2", "--out", str(straight))
-    _train_cli(tmp_path, "--epochs", "1", "--out", str(split))
+    _train_cli(tmp_path, "--epochs", "2", "--out", str(straight), "--scheduler", "none")
+    _train_cli(tmp_path, "--epochs", "1", "--out", str(split), "--scheduler", "none")
     _train_cli(tmp_path, "--epochs", "2", "--resume", str(split))
     a = mv.load(straight / "checkpoint.npz")
     b = mv.load(split / "checkpoint.npz")
@@ -111,3 +111,29 @@ def test_cli_watch_grads_saves_the_gradient_plot(tmp_path):
     out = tmp_path / "watched"
     _train_cli(tmp_path, "--epochs", "1", "--out", str(out), "--watch-grads")
     assert (out / "gradients.png").stat().st_size > 1000
+
+
+def test_resume_with_a_per_batch_schedule_is_exact(tmp_path):
+    """A run stopped after epoch 1 of 2 (e.g. Ctrl-C) and resumed equals the run that went straight
+    through: weights, momentum, dropout's random state and the cosine schedule all continue."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), rng.integers(0, 10, 96)
+
+    def setup():
+        mv.manual_seed(0)
+        net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 16)), (1, 1, 32, 32))
+        opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        loader = data.DataLoader((images, labels), 32, shuffle=True, resize=32, seed=1)
+        return net, opt, optim.CosineAnnealingLR(opt, T_max=2 * len(loader)), loader
+
+    quiet = dict(progress=False, print_fn=lambda *a: None, scheduler_per_step=True)
+    net, opt, sched, loader = setup()
+    train.fit(net, loader, loader, opt, 2, scheduler=sched, **quiet)
+    net2, opt2, sched2, loader2 = setup()
+    train.fit(net2, loader2, loader2, opt2, 1, scheduler=sched2, out_dir=str(tmp_path), **quiet)
+    net3, opt3, sched3, loader3 = setup()
+    start, history = train.restore(str(tmp_path), net3, opt3, sched3)
+    train.fit(net3, loader3, loader3, opt3, 1, scheduler=sched3, start_epoch=start, history=history, **quiet)
+    assert start == 1 and opt3.lr == opt.lr
+    for (name, a), b in zip(net.named_parameters(), net3.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
