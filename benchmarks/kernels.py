@@ -48,8 +48,9 @@ def ours(layer, shape, rng):
                   or shape[1] > 1)
 
     def run():
+        layer.zero_grad()  # as in training: no accumulation into an old .grad
         y = layer(x)
-        y.backward(mv.Tensor(np.ones(y.shape, dtype=np.float32)))
+        y.backward(mv.Tensor(np.ones_like(y.data)))  # ones in the output's own memory order, as upstream sends
     return run
 
 
@@ -71,6 +72,7 @@ def theirs(layer, shape, rng, torch):
                      or shape[1] > 1)
 
     def run():
+        t.zero_grad(set_to_none=True)
         y = t(x)
         y.backward(torch.ones_like(y))
     return run

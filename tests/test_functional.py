@@ -215,6 +215,16 @@ def _torch(a, grad=True):
     return torch.tensor(np.asarray(a), requires_grad=grad)
 
 
+def _same_forward_and_backward(y, ty, pairs, rng, grad_tol=TOL):
+    """Back-propagate one random output gradient through both; outputs and input gradients must agree."""
+    g = rng.standard_normal(ty.shape).astype(np.float32)
+    y.backward(mv.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), **grad_tol)
+
+
 @needs_torch
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 4), k=st.integers(1, 4), h=st.integers(5, 10), w=st.integers(5, 10),
@@ -227,12 +237,7 @@ def test_conv2d_matches_torch(n, c, k, h, w, ksize, stride, padding, seed):
     y = F.conv2d(xs, ws, bs, stride=stride, padding=padding)
     tx, tw, tb = _torch(x), _torch(wt), _torch(b)
     ty = TF.conv2d(tx, tw, tb, stride=stride, padding=padding)
-    g = rng.standard_normal(ty.shape).astype(np.float32)
-    y.backward(mv.tensor(g))
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
-    for ours, theirs in ((xs, tx), (ws, tw), (bs, tb)):
-        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-4, atol=1e-4)
+    _same_forward_and_backward(y, ty, [(xs, tx), (ws, tw), (bs, tb)], rng, dict(rtol=1e-4, atol=1e-4))
 
 
 @needs_torch
@@ -249,11 +254,7 @@ def test_max_pool2d_matches_torch(n, c, h, w, ksize, stride, padding, ties, seed
     ours_in, tx = mv.tensor(x, requires_grad=True), _torch(x)
     y = F.max_pool2d(ours_in, ksize, stride, padding)
     ty = TF.max_pool2d(tx, ksize, stride, padding)
-    g = rng.standard_normal(ty.shape).astype(np.float32)
-    y.backward(mv.tensor(g))
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
-    np.testing.assert_allclose(ours_in.grad.numpy(), tx.grad.numpy(), **TOL)
+    _same_forward_and_backward(y, ty, [(ours_in, tx)], rng)
 
 
 @needs_torch
@@ -285,11 +286,7 @@ def test_local_response_norm_matches_torch(n, c, size, seed):
     xs, tx = mv.tensor(x, requires_grad=True), _torch(x)
     y = F.local_response_norm(xs, size, alpha=0.01, beta=0.75, k=2.0)
     ty = TF.local_response_norm(tx, size, alpha=0.01, beta=0.75, k=2.0)
-    g = rng.standard_normal(ty.shape).astype(np.float32)
-    y.backward(mv.tensor(g))
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
-    np.testing.assert_allclose(xs.grad.numpy(), tx.grad.numpy(), **TOL)
+    _same_forward_and_backward(y, ty, [(xs, tx)], rng)
 
 
 @needs_torch
@@ -304,8 +301,4 @@ def test_dropout_matches_torch_with_the_same_mask(shape, p, seed):
     mask = torch.tensor(y.numpy() != 0)
     tx = _torch(x)
     ty = tx * mask / (1 - p)  # PyTorch's inverted dropout with that mask
-    g = rng.standard_normal(shape).astype(np.float32)
-    y.backward(mv.tensor(g))
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), **TOL)
-    np.testing.assert_allclose(xs.grad.numpy(), tx.grad.numpy(), **TOL)
+    _same_forward_and_backward(y, ty, [(xs, tx)], rng)
