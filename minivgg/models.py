@@ -105,14 +105,12 @@ def build(arch="vgg11", ratio=4, num_classes=10, in_channels=1):
     return vgg_from_config(arch, num_classes, in_channels, ratio)
 
 
-def _check_input(net, x):
-    """Run the network block by block; a block whose input is too small gets named in the error."""
+def _block_outputs(net, x):
+    """Run the network block by block: [(index, block, output shape)]; a block whose input is too small
+    is named in the error."""
     outputs = []
     for i, block in enumerate(net):
-        try:
-            x = block(x)
-        except ValueError as exc:
-            raise ValueError(f"{type(block).__name__} ({i}) cannot take input of shape {x.shape}: {exc}") from None
+        x = nn.call_layer(block, str(i), x)
         outputs.append((i, block, x.shape))
     return outputs
 
@@ -124,7 +122,7 @@ def _dry_run(net, input_shape, device):
     net.eval()
     try:
         with no_grad():
-            return _check_input(net, x)
+            return _block_outputs(net, x)
     finally:
         net.train(was_training)
 

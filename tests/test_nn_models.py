@@ -195,6 +195,8 @@ def test_too_small_input_names_the_block():
     net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 16))
     with pytest.raises(ValueError, match=r"Sequential \(4\) cannot take input of shape \(1, 32, 1, 1\)"):
         mv.summary(net, (1, 1, 16, 16), file=io.StringIO())
+    with pytest.raises(ValueError, match=r"^Sequential \(4\) .*: MaxPool2d \(4\) .*max_pool2d: the kernel 2x2"):
+        net(mv.tensor(np.zeros((1, 1, 16, 16))))  # a plain forward names the path to the layer too
 
 
 def test_fully_convolutional_gives_same_logits_and_takes_larger_inputs(rng):

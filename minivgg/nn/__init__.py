@@ -236,6 +236,15 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
+def call_layer(module, name, x):
+    """module(x), with a shape error re-raised naming the layer (and, nested, the path to it)."""
+    try:
+        return module(x)
+    except ValueError as exc:
+        raise ValueError(f"{type(module).__name__} ({name}) cannot take input of shape {tuple(x.shape)}: "
+                         f"{exc}") from None
+
+
 class Sequential(Module):
     """Modules applied one after another. Iterable and indexable: `for blk in net: X = blk(X)`."""
 
@@ -247,8 +256,8 @@ class Sequential(Module):
             setattr(self, str(i), m)
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        for name, m in self._modules.items():
+            x = call_layer(m, name, x)
         return x
 
     def append(self, module):
