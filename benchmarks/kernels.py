@@ -9,7 +9,6 @@ import time
 import numpy as np
 
 import minivgg as mv
-import minivgg.functional as F
 from minivgg import models, nn
 
 

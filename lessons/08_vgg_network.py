@@ -2,7 +2,6 @@
 # %%
 import io
 
-import numpy as np
 
 import minivgg as mv
 from minivgg import models, nn

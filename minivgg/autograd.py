@@ -75,13 +75,13 @@ class Function:
         tensors = [_as_tensor(x, like=inputs) for x in inputs]
         _check_same_device(self.name, tensors)
         self.needs_input_grad = tuple(t.requires_grad for t in tensors)
-        self.records_graph = _state["grad_enabled"] and any(self.needs_input_grad)
+        records_graph = _state["grad_enabled"] and any(self.needs_input_grad)
         y = self.forward(*[t.data for t in tensors])
         out = Tensor(y)
         if _state["anomaly"]:
             self.created_at = _user_line()
             _check_finite(y, f"forward of {self.name} produced NaN or inf, created at {self.created_at}")
-        if self.records_graph:
+        if records_graph:
             out.requires_grad = True
             out.creator = self
             self.inputs = tensors

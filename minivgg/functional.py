@@ -259,7 +259,7 @@ class MaxPool2d(Function):
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        (ph, pw), (n, c, h, w) = self.padding, self.x_shape
+        (ph, pw), (h, w) = self.padding, self.x_shape[2:]
         gx = _zeros_in_order(xp, self.padded_shape, self.x_layout, gy.dtype)
         oh, ow = gy.shape[-2:]
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel))

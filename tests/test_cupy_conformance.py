@@ -8,7 +8,7 @@ import minivgg as mv
 from minivgg import autograd, data, models, optim, train
 import minivgg.functional as F
 
-from strict_cupy import API, STATS, CupyRefusal, DeviceArray, StrictCupy, installed
+from strict_cupy import API, STATS, CupyRefusal, DeviceArray, installed
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-import minivgg as mv
 from minivgg import data
 
 try:
