@@ -3,7 +3,9 @@
 This is the only module that knows CuPy exists. Everything else asks `get_array_module(x)` and writes
 code that works with whichever module comes back. CuPy is imported on first use, never at start-up.
 """
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -141,3 +143,34 @@ def generator_state():
 
 def set_generator_state(state):
     get_generator("cpu").bit_generator.state = state
+
+
+# ---- CPU threads for elementwise work ----------------------------------------------------------------
+# NumPy runs each elementwise loop or copy on one core but releases the GIL inside it, so disjoint
+# slices of one large array, handed to a few threads, run on several cores at once (BLAS already does).
+CPU_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off to threads costs more than it saves
+_pool = None
+
+
+def parallel_map(fn, items):
+    """list(map(fn, items)) on the CPU thread pool; exceptions propagate to the caller."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="minivgg")
+    return list(_pool.map(fn, items))
+
+
+def parallel(xp, fn, length, size):
+    """Call fn(part) for slices `part` that together cover range(length), in parallel when it pays.
+
+    `size` is how many elements the whole job touches. On the GPU (xp is CuPy, whose kernels are
+    already parallel), for small jobs and on one core, this is the single call fn(slice(0, length)).
+    Each fn(part) must write only its own part of the output: the parts run at the same time.
+    """
+    parts = min(CPU_THREADS, length)
+    if xp is not np or parts < 2 or size < PARALLEL_MIN_SIZE:
+        fn(slice(0, length))
+        return
+    bounds = [length * i // parts for i in range(parts + 1)]
+    parallel_map(fn, [slice(a, b) for a, b in zip(bounds, bounds[1:])])

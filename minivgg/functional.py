@@ -54,12 +54,16 @@ def _im2col_array(x, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("im2col", x.shape, kernel, stride, padding)
     padded = xp.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
-    padded[:, ph:ph + h, pw:pw + w, :] = x.transpose(1, 2, 3, 0)
-    _zero_border(padded, ph, pw)
     col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            col[:, i, j] = padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
+
+    def unroll(cs):  # channels cs; channels are independent, so slices of them run on CPU threads
+        padded[cs, ph:ph + h, pw:pw + w, :] = x[:, cs].transpose(1, 2, 3, 0)
+        _zero_border(padded[cs], ph, pw)
+        for i in range(kh):
+            for j in range(kw):
+                col[cs, i, j] = padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
+
+    backend.parallel(xp, unroll, c, col.size)
     return col.reshape(c * kh * kw, oh * ow * n)
 
 
@@ -89,9 +93,13 @@ def _col2im_array(col, input_shape, kernel, stride, padding):
         )
     col = col.reshape(c, kh, kw, oh, ow, n)
     padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            padded[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += col[:, i, j]
+
+    def fold(cs):  # channels cs (see _im2col_array)
+        for i in range(kh):
+            for j in range(kw):
+                padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += col[cs, i, j]
+
+    backend.parallel(xp, fold, c, col.size)
     return padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
 
 
@@ -241,18 +249,25 @@ class MaxPool2d(Function):
             padded[:, :, ph:ph + h, pw:pw + w] = x
         else:
             padded = x
-        best = argmax = None
-        for offset, window in self._windows(oh, ow):
-            values = padded[window]
-            if best is None:
-                best = values.copy(order="K")  # K: keep the input's memory order (see Conv2d)
-                argmax = xp.zeros_like(best, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
-            else:
-                better = values > best  # strict: the first maximum keeps the gradient
-                xp.maximum(best, values, out=best)
-                argmax *= ~better  # clear the slots where a new maximum appeared...
-                argmax += better * argmax.dtype.type(offset)  # ...and write this offset there (arithmetic:
-                # much faster than argmax[better] = offset, a boolean-mask scatter)
+        layout = _memory_order(padded)  # outputs keep the input's memory order (see Conv2d)
+        best = _empty_in_order(xp, (n, c, oh, ow), layout, x.dtype)
+        argmax = _empty_in_order(xp, (n, c, oh, ow), layout, xp.uint8 if kh * kw < 256 else xp.int32)
+
+        def pool(cs):  # channels cs; channels are independent, so slices of them run on CPU threads
+            top, where, source = best[:, cs], argmax[:, cs], padded[:, cs]
+            for offset, window in self._windows(oh, ow):
+                values = source[window]
+                if offset == 0:
+                    top[...] = values
+                    where[...] = 0
+                    continue
+                better = values > top  # strict: the first maximum keeps the gradient
+                xp.maximum(top, values, out=top)
+                where *= ~better  # clear the slots where a new maximum appeared...
+                where += better * where.dtype.type(offset)  # ...and write this offset there (arithmetic:
+                # much faster than where[better] = offset, a boolean-mask scatter)
+
+        backend.parallel(xp, pool, c, padded.size)
         self.argmax, self.padded_shape, self.x_shape = argmax, padded.shape, x.shape
         self.x_layout = _memory_order(x)
         return best
@@ -263,11 +278,16 @@ class MaxPool2d(Function):
         gx = _zeros_in_order(xp, self.padded_shape, self.x_layout, gy.dtype)
         oh, ow = gy.shape[-2:]
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
-        for offset, window in self._windows(oh, ow):
-            if overlapping:  # a position can be the maximum of several windows: add
-                gx[window] += gy * (self.argmax == offset)
-            else:  # each position is in one window at most: write straight into gx
-                xp.multiply(gy, self.argmax == offset, out=gx[window])
+
+        def route(cs):  # channels cs (see forward)
+            g, where, target = gy[:, cs], self.argmax[:, cs], gx[:, cs]
+            for offset, window in self._windows(oh, ow):
+                if overlapping:  # a position can be the maximum of several windows: add
+                    target[window] += g * (where == offset)
+                else:  # each position is in one window at most: write straight into gx
+                    xp.multiply(g, where == offset, out=target[window])
+
+        backend.parallel(xp, route, gy.shape[1], gx.size)
         return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -280,6 +300,22 @@ def _zeros_in_order(xp, shape, order, dtype):
     """Zeros of `shape` laid out in memory in axis order `order` (a view, no copy)."""
     buffer = xp.zeros([shape[a] for a in order], dtype=dtype)
     return buffer.transpose(np.argsort(order))
+
+
+def _empty_in_order(xp, shape, order, dtype):
+    """Like _zeros_in_order, uninitialized."""
+    return xp.empty([shape[a] for a in order], dtype=dtype).transpose(np.argsort(order))
+
+
+def _elementwise(xp, fn, like):
+    """Call fn(index) for index tuples that slice `like`'s outermost memory axis into parts, run on CPU
+    threads when large (backend.parallel); fn must write only the part it is given."""
+    if like.ndim == 0:
+        fn(Ellipsis)
+        return
+    axis = _memory_order(like)[0]
+    lead = (slice(None),) * axis
+    backend.parallel(xp, lambda part: fn(lead + (part,)), like.shape[axis], like.size)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
@@ -296,11 +332,16 @@ class ReLU(Function):
     """max(x, 0), any shape. Keeps the output: its positive entries are where the gradient passes."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).maximum(x, 0)
-        return self.y
+        xp = backend.get_array_module(x)
+        y = self.y = xp.empty_like(x)  # same memory order as x
+        _elementwise(xp, lambda i: xp.maximum(x[i], 0, out=y[i]), x)
+        return y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        xp = backend.get_array_module(gy)
+        gx = xp.empty_like(gy)
+        _elementwise(xp, lambda i: xp.multiply(gy[i], self.y[i] > 0, out=gx[i]), gy)
+        return gx
 
 
 def relu(x):

@@ -302,3 +302,33 @@ def test_dropout_matches_torch_with_the_same_mask(shape, p, seed):
     tx = _torch(x)
     ty = tx * mask / (1 - p)  # PyTorch's inverted dropout with that mask
     _same_forward_and_backward(y, ty, [(xs, tx)], rng)
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
+    """Large CPU inputs are cut into channel slices run on threads (backend.parallel): forward and
+    backward must equal, bit for bit, the single-call result, including overlapping pooling windows."""
+    from minivgg import backend
+
+    x0 = rng.standard_normal((64, 8, 24, 24)).astype(np.float32)  # 294,912 elements: above the threshold
+    w0 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    calls = []
+    real_map = backend.parallel_map
+    monkeypatch.setattr(backend, "parallel_map", lambda fn, items: calls.append(len(items)) or real_map(fn, items))
+    monkeypatch.setattr(backend, "CPU_THREADS", 2)  # split even on a one-core machine
+    gy = None
+    results = []
+    for min_size in (backend.PARALLEL_MIN_SIZE, 1 << 62):
+        monkeypatch.setattr(backend, "PARALLEL_MIN_SIZE", min_size)
+        x, w = mv.tensor(x0, requires_grad=True), mv.tensor(w0, requires_grad=True)
+        y = F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), **pool)
+        gy = rng.standard_normal(y.shape).astype(np.float32) if gy is None else gy
+        y.backward(mv.tensor(gy))
+        results.append([y.numpy(), x.grad.numpy(), w.grad.numpy()])
+        if min_size == 1 << 62:
+            assert calls == [], "nothing should be split above the threshold"
+        else:
+            assert len(calls) >= 5 and set(calls) == {2}  # conv, relu, pool: forward and backward
+            calls.clear()
+    for threaded, single in zip(*results):
+        np.testing.assert_array_equal(threaded, single)

@@ -122,3 +122,11 @@ def test_large_updates_split_across_threads_are_exact(kwargs, rng):
             d = d + m * buf if kwargs.get("nesterov") else buf
         w = w - lr * d
         np.testing.assert_array_equal(p.numpy(), w)
+
+
+@needs_torch
+def test_large_adam_update_in_pieces_matches_torch(rng):
+    """A parameter above the piece threshold (updated on several threads) follows torch.optim.Adam."""
+    ours, theirs = _pair(rng, [(5_000_003,)])
+    kwargs = dict(lr=1e-3, weight_decay=1e-4)
+    _run(ours, theirs, optim.Adam(ours, **kwargs), torch.optim.Adam(theirs, **kwargs), 2, rng)
