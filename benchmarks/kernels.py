@@ -6,9 +6,9 @@ minivgg against PyTorch CPU in the same run, as a table.
 import argparse
 import time
 
+import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 
-import minivgg as mv
 from minivgg import models, nn
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 
 
@@ -24,7 +25,6 @@ def _rss_mb():
 
 def build(framework, size, batch, device):
     """One SGD training step of the model as a function, and a function that waits for the device."""
-    import minivgg as mv
     from minivgg import functional as F
     from minivgg import inspect, models, optim
 

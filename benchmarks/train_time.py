@@ -1,36 +1,41 @@
-"""Train the CPU default (D2L's VGG-11/4 at 32x32 on Fashion-MNIST) with minivgg and with PyTorch CPU, same
-initial weights, data order and hyperparameters, in one run: epoch time, test accuracy and their ratio.
+"""Train the CPU default of `minivgg train` (D2L's VGG-11/4 at 32x32 on Fashion-MNIST: Adam, warmup then
+cosine per batch, He init with a small output layer) with minivgg and with PyTorch CPU, same initial weights,
+data order and hyperparameters, in one run: epoch time, test accuracy and their ratio.
 
-    python benchmarks/train_time.py                       # the CPU default: 3 epochs, batch 128, lr 0.02,
-                                                          # momentum 0.9, cosine decay per batch
+    python benchmarks/train_time.py                       # the CPU default, both frameworks
     python benchmarks/train_time.py --epochs 1 --frameworks torch
+    python benchmarks/train_time.py --optimizer sgd --lr 0.02 --warmup-epochs 0
 """
 import argparse
 import time
 
+import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 
-import minivgg as mv
-from minivgg import data, inspect, models, optim, train
+from minivgg import cli, data, inspect, optim, train
 
 
-def run_minivgg(net, loaders, args):
-    opt = optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum)
-    sched = optim.CosineAnnealingLR(opt, args.epochs * len(loaders[0])) if args.cosine else None
-    history = train.fit(net, *loaders, opt, args.epochs, scheduler=sched, progress=False,
-                        scheduler_per_step=args.cosine)
+def run_minivgg(net, loaders, config):
+    opt, sched = cli.build_optimizer(net, config, len(loaders[0]))
+    history = train.fit(net, *loaders, opt, config["epochs"], scheduler=sched, progress=False,
+                        scheduler_per_step=True)
     return [(e["time"], e["test_acc"]) for e in history["epochs"]]
 
 
-def run_torch(net, loaders, args):
+def run_torch(net, loaders, config):
     import torch
 
     tnet = inspect.to_torch(net)
-    opt = torch.optim.SGD(tnet.parameters(), lr=args.lr, momentum=args.momentum)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * len(loaders[0])) if args.cosine else None
+    if config["optimizer"] == "adam":
+        opt = torch.optim.Adam(tnet.parameters(), lr=config["lr"])
+    else:
+        opt = torch.optim.SGD(tnet.parameters(), lr=config["lr"], momentum=config["momentum"])
+    steps = len(loaders[0])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, optim.warmup_cosine(
+        round(config["warmup_epochs"] * steps), config["epochs"] * steps))
     train_loader, test_loader = loaders
     results = []
-    for epoch in range(args.epochs):
+    for epoch in range(config["epochs"]):
         train_loader.set_epoch(epoch)
         tnet.train()
         start = time.perf_counter()
@@ -39,8 +44,7 @@ def run_torch(net, loaders, args):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            if sched is not None:
-                sched.step()
+            sched.step()
         tnet.eval()
         correct = total = 0
         with torch.no_grad():
@@ -53,22 +57,25 @@ def run_torch(net, loaders, args):
 
 
 def main():
+    defaults = cli.DEVICE_DEFAULTS["cpu"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--no-cosine", dest="cosine", action="store_false", help="constant learning rate")
-    parser.add_argument("--resize", type=int, default=32)
+    for name in ("epochs", "batch_size"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
+    for name in ("lr", "momentum", "warmup_epochs", "output_std"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default=defaults["optimizer"])
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frameworks", nargs="+", default=["minivgg", "torch"])
     args = parser.parse_args()
+    config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, **{k: v for k, v in vars(args).items()
+                                                                      if k != "frameworks"})
+    print("config:", config, flush=True)
     results = {}
     for framework in args.frameworks:
-        mv.manual_seed(0)
-        net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)),
-                                (1, 1, args.resize, args.resize), "kaiming")
-        loaders = data.load_data_fashion_mnist(args.batch_size, resize=args.resize, seed=0)
-        results[framework] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, args)
+        mv.manual_seed(config["seed"])
+        net = cli.build_model(config, "cpu")
+        loaders = data.load_data_fashion_mnist(config["batch_size"], resize=config["resize"], seed=config["seed"])
+        results[framework] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, config)
     print(f"\n{'framework':<10} {'epoch s':>8} {'total s':>8} {'final test acc':>15}")
     for framework, rows in results.items():
         times = [t for t, _ in rows]

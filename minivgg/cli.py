@@ -15,11 +15,13 @@ import time
 # He (kaiming) init with momentum and a cosine decay per batch, because Xavier + lr 0.05 sits on the
 # loss plateau (2.30) for the whole first epoch at this size. On the GPU: D2L's own setting.
 DEVICE_DEFAULTS = {
-    "cpu": dict(resize=32, epochs=3, lr=0.02, momentum=0.9, batch_size=128, init="kaiming", scheduler="cosine"),
-    "cuda": dict(resize=224, epochs=10, lr=0.05, momentum=0.0, batch_size=128, init="xavier", scheduler="none"),
+    "cpu": dict(resize=32, epochs=4, batch_size=128, optimizer="adam", lr=1e-3, momentum=0.9, init="kaiming",
+                output_std=0.01, scheduler="cosine", warmup_epochs=0.2),
+    "cuda": dict(resize=224, epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.0, init="xavier",
+                 output_std=0.0, scheduler="none", warmup_epochs=0.0),
 }
-MODEL_KEYS = ("arch", "ratio", "resize", "init", "seed", "batch_size", "lr", "momentum", "weight_decay",
-              "scheduler", "epochs")
+MODEL_KEYS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_size", "optimizer", "lr", "momentum",
+              "weight_decay", "scheduler", "warmup_epochs", "epochs")
 
 
 def _add_model_args(p, arch="d2l", ratio=4):
@@ -38,13 +40,19 @@ def build_parser():
     train.add_argument("--resize", type=int, help="input size (CPU default 32, GPU default 224 as in D2L)")
     train.add_argument("--epochs", type=int, help="total number of epochs (CPU default 3, GPU 10)")
     train.add_argument("--batch-size", type=int)
+    train.add_argument("--optimizer", choices=["sgd", "adam"], help="CPU default adam, GPU default sgd as in D2L")
     train.add_argument("--lr", type=float)
     train.add_argument("--momentum", type=float)
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--scheduler", choices=["none", "step", "cosine", "plateau"],
                        help="learning-rate schedule (CPU default cosine, per batch; GPU default none as in D2L)")
+    train.add_argument("--warmup-epochs", type=float,
+                       help="with cosine: raise the rate linearly over this many epochs first (CPU default 0.2)")
     train.add_argument("--init", choices=["xavier", "normal", "kaiming"],
                        help="weight initialization (CPU default kaiming, GPU default xavier as in D2L)")
+    train.add_argument("--output-std", type=float,
+                       help="draw the output layer's weights from N(0, STD) (CPU default 0.01); 0: like the "
+                            "other layers (the GPU default, as in D2L)")
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="run folder (default runs/<date-time>)")
@@ -77,25 +85,31 @@ def build_parser():
     return parser
 
 
-def _model(config, device):
+def build_model(config, device):
+    """The network a run `config` (a dict of MODEL_KEYS) describes, initialized on `device`."""
     from . import models
 
     net = models.build(config["arch"], config["ratio"], num_classes=10, in_channels=1).to(device)
     return models.initialize(net, (1, 1, config["resize"], config["resize"]), config.get("init", "xavier"),
-                             device=device)
+                             device=device, output_std=config.get("output_std") or None)
 
 
-def _optimizer_and_scheduler(net, config, steps_per_epoch):
-    """SGD and the chosen schedule; cosine anneals after every batch, down to 0 at the last one."""
+def build_optimizer(net, config, steps_per_epoch):
+    """The optimizer (SGD or Adam) and schedule a run `config` describes; cosine (after an optional linear
+    warmup) anneals after every batch, down to 0 at the last one."""
     from . import optim
 
-    opt = optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
-                    weight_decay=config["weight_decay"])
+    if config.get("optimizer") == "adam":  # momentum does not apply: Adam keeps its own moments
+        opt = optim.Adam(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    else:
+        opt = optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
+                        weight_decay=config["weight_decay"])
     kind = config.get("scheduler") or "none"
     if kind == "step":
         return opt, optim.StepLR(opt, step_size=max(1, config["epochs"] // 3))
     if kind == "cosine":
-        return opt, optim.CosineAnnealingLR(opt, T_max=config["epochs"] * steps_per_epoch)
+        warmup = round((config.get("warmup_epochs") or 0) * steps_per_epoch)
+        return opt, optim.LambdaLR(opt, optim.warmup_cosine(warmup, config["epochs"] * steps_per_epoch))
     if kind == "plateau":
         return opt, optim.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1)
     return opt, None
@@ -118,16 +132,19 @@ def cmd_train(args):
     for key, value in defaults.items():
         if config.get(key) is None:
             config[key] = value
+    update = (f"Adam lr {config['lr']}" if config["optimizer"] == "adam"
+              else f"SGD lr {config['lr']} momentum {config['momentum']}")
+    output = f" (output layer N(0, {config['output_std']}))" if config["output_std"] else ""
     print(f"training {config['arch']} (channels / {config['ratio']}) on Fashion-MNIST at "
-          f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, lr {config['lr']}, momentum "
-          f"{config['momentum']}, {config['init']} init, {config['epochs']} epochs on {device}; run folder {out}",
+          f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
+          f"schedule, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder {out}",
           flush=True)
     manual_seed(config["seed"])
-    net = _model(config, device)
+    net = build_model(config, device)
     train_loader, test_loader = data.load_data_fashion_mnist(
         config["batch_size"], resize=config["resize"], device=device, root=args.data, seed=config["seed"],
         train_limit=args.train_limit, limit_batches=args.limit_batches)
-    optimizer, scheduler = _optimizer_and_scheduler(net, config, len(train_loader))
+    optimizer, scheduler = build_optimizer(net, config, len(train_loader))
     start, history = 0, None
     if args.resume:
         start, history = train.restore(args.resume, net, optimizer, scheduler, device=device)
@@ -160,7 +177,7 @@ def cmd_evaluate(args):
     device = backend.canonical_device(args.device)
     state = load(os.path.join(args.run_dir, train.CHECKPOINT), device=device)
     config = state["config"]
-    net = _model(config, device)
+    net = build_model(config, device)
     net.load_state_dict(state["model"])
     test = data.DataLoader(data.load_fashion_mnist("test", args.data), 256, device=device, resize=config["resize"])
     predicted, true = train.predict(net, test)

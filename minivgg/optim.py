@@ -197,6 +197,36 @@ class CosineAnnealingLR(_Scheduler):
         self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * (1 + cos) / 2
 
 
+class LambdaLR(_Scheduler):
+    """lr = base_lr * lr_lambda(step count), as PyTorch's LambdaLR: lr_lambda(0) applies at once, then each
+    .step() moves to the next count. The function is not part of state_dict (rebuild it, then load)."""
+
+    def __init__(self, optimizer, lr_lambda):
+        super().__init__(optimizer)
+        self.lr_lambda = lr_lambda
+        self.optimizer.lr = self.base_lr * lr_lambda(0)
+
+    def step(self):
+        self.last_epoch += 1
+        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_epoch)
+
+    def state_dict(self):
+        return {k: v for k, v in super().state_dict().items() if k != "lr_lambda"}
+
+
+def warmup_cosine(warmup_steps, total_steps):
+    """A factor for LambdaLR: rise linearly to 1 over `warmup_steps` (1/W, 2/W, ..., 1), then follow a
+    cosine down to 0 at `total_steps`. A short warmup keeps the first, largest updates from a fresh
+    network in check; with warmup_steps=0 it is CosineAnnealingLR."""
+    def factor(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return (1 + math.cos(math.pi * min(progress, 1.0))) / 2
+
+    return factor
+
+
 class ReduceLROnPlateau(_Scheduler):
     """Divide the rate by 1/factor when the watched metric has not improved for `patience` epochs
     (the paper divides by 10 when validation accuracy stops improving: mode='max', factor=0.1)."""

@@ -221,3 +221,11 @@ def test_initialize_schemes():
     assert abs(w.std() - 0.01) < 0.005 and not net[0][0].bias.numpy().any()
     with pytest.raises(ValueError, match="unknown init"):
         models.initialize(net, (1, 1, 32, 32), "ones")
+
+
+def test_initialize_can_start_the_output_layer_small():
+    net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 16))
+    models.initialize(net, (1, 1, 32, 32), "kaiming", output_std=0.01)
+    first, last = net[0][0].weight.numpy(), net[-1].weight.numpy()
+    assert abs(first.std() - np.sqrt(2 / 9)) < 0.1  # He: sqrt(2 / fan_in), fan_in = 1 * 3 * 3
+    assert abs(last.std() - 0.01) < 0.001 and last.shape == (10, 4096)

@@ -82,6 +82,9 @@ def test_schedulers_match_torch():
     np.testing.assert_allclose(_our_lrs(lambda o: optim.CosineAnnealingLR(o, 8, 0.001), 8),
                                _torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 8, 0.001), 8),
                                rtol=1e-6)
+    warm = optim.warmup_cosine(3, 12)
+    np.testing.assert_allclose(_our_lrs(lambda o: optim.LambdaLR(o, warm), 12),
+                               _torch_lrs(lambda o: torch.optim.lr_scheduler.LambdaLR(o, warm), 12), rtol=1e-9)
     metrics = [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7]
     np.testing.assert_allclose(
         _our_lrs(lambda o: optim.ReduceLROnPlateau(o, "max", factor=0.1, patience=2), 10, metrics),
@@ -130,3 +133,22 @@ def test_large_adam_update_in_pieces_matches_torch(rng):
     ours, theirs = _pair(rng, [(5_000_003,)])
     kwargs = dict(lr=1e-3, weight_decay=1e-4)
     _run(ours, theirs, optim.Adam(ours, **kwargs), torch.optim.Adam(theirs, **kwargs), 2, rng)
+
+
+def test_warmup_cosine_rises_then_decays_to_zero():
+    def lrs(make, steps):
+        opt = optim.SGD([mv.nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.1)
+        sched = make(opt)
+        out = [opt.lr]
+        for _ in range(steps):
+            sched.step()
+            out.append(opt.lr)
+        return out, sched
+
+    warm, sched = lrs(lambda o: optim.LambdaLR(o, optim.warmup_cosine(4, 10)), 10)
+    np.testing.assert_allclose(warm[:5], [0.025, 0.05, 0.075, 0.1, 0.1])
+    assert all(a > b for a, b in zip(warm[4:], warm[5:])) and warm[-2] > 0 and warm[-1] == 0.0
+    assert "lr_lambda" not in sched.state_dict()
+    plain, _ = lrs(lambda o: optim.LambdaLR(o, optim.warmup_cosine(0, 10)), 10)
+    cosine, _ = lrs(lambda o: optim.CosineAnnealingLR(o, 10), 10)
+    np.testing.assert_allclose(plain, cosine, atol=1e-12)

@@ -49,19 +49,22 @@ def test_cli_smoke_run_writes_plot_history_checkpoint(tmp_path, capsys):
 
 
 @needs_data
-def test_resume_is_exact(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resume_is_exact(tmp_path, optimizer):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    _train_cli(tmp_path, "--epochs", "2", "--out", str(straight), "--scheduler", "none")
-    _train_cli(tmp_path, "--epochs", "1", "--out", str(split), "--scheduler", "none")
+    _train_cli(tmp_path, "--epochs", "2", "--out", str(straight), "--scheduler", "none", "--optimizer", optimizer)
+    _train_cli(tmp_path, "--epochs", "1", "--out", str(split), "--scheduler", "none", "--optimizer", optimizer)
     _train_cli(tmp_path, "--epochs", "2", "--resume", str(split))
     a = mv.load(straight / "checkpoint.npz")
     b = mv.load(split / "checkpoint.npz")
-    assert a["epoch"] == b["epoch"] == 2
+    assert a["epoch"] == b["epoch"] == 2 and a["config"]["optimizer"] == b["config"]["optimizer"] == optimizer
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key])
-    for key in a["optimizer"]["state"]:
-        np.testing.assert_array_equal(a["optimizer"]["state"][key]["momentum_buffer"],
-                                      b["optimizer"]["state"][key]["momentum_buffer"])
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, state in a["optimizer"]["state"].items():
+        assert set(state) == ({"momentum_buffer"} if optimizer == "sgd" else {"step", "exp_avg", "exp_avg_sq"})
+        for name in state:
+            np.testing.assert_array_equal(state[name], b["optimizer"]["state"][key][name])
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
