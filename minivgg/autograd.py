@@ -74,8 +74,8 @@ class Function:
     def __call__(self, *inputs):
         tensors = [_as_tensor(x, like=inputs) for x in inputs]
         _check_same_device(self.name, tensors)
-        self.needs_input_grad = tuple(t.requires_grad for t in tensors)
-        records_graph = _state["grad_enabled"] and any(self.needs_input_grad)
+        self.needs_input_grad = tuple(t.requires_grad and _state["grad_enabled"] for t in tensors)
+        records_graph = any(self.needs_input_grad)  # under no_grad() nothing is kept for backward
         y = self.forward(*[t.data for t in tensors])
         out = Tensor(y)
         if _state["anomaly"]:

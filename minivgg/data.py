@@ -153,10 +153,13 @@ def bilinear_matrix(in_size, out_size):
 def resize_bilinear(images, size):
     """images (B, C, H, W) float array -> (B, C, size, size), on the images' device."""
     xp = backend.get_array_module(images)
-    h, w = images.shape[-2:]
+    *lead, h, w = images.shape
     mh = xp.asarray(bilinear_matrix(h, size))
     mw = xp.asarray(bilinear_matrix(w, size))
-    return mh @ images @ mw.T
+    # Two large products rather than one small product per image: rows first, then (transposed) columns.
+    rows = (images.reshape(-1, w) @ mw.T).reshape(*lead, h, size)
+    out = xp.swapaxes(rows, -1, -2).reshape(-1, h) @ mh.T
+    return xp.swapaxes(out.reshape(*lead, size, size), -1, -2)
 
 
 class DataLoader:

@@ -140,17 +140,22 @@ class Adam(Optimizer):
         step_size = dtype(group["lr"] / (1 - beta1 ** t))
         bias_correction2_sqrt = dtype(math.sqrt(1 - beta2 ** t))
 
-        def step(w, d, m, v):
+        def step(w, d, m, v):  # one scratch array t, reused: this update is memory-bound
             if wd:
                 d = d + wd * w
+            t = (1 - b1) * d
             m *= b1
-            m += (1 - b1) * d
+            m += t  # m = b1 m + (1 - b1) g
+            xp.multiply(d, d, out=t)
+            t *= 1 - b2
             v *= b2
-            v += (1 - b2) * d * d
-            denom = xp.sqrt(v)
-            denom /= bias_correction2_sqrt
-            denom += eps
-            w -= step_size * (m / denom)
+            v += t  # v = b2 v + (1 - b2) g^2
+            xp.sqrt(v, out=t)
+            t /= bias_correction2_sqrt
+            t += eps
+            xp.divide(m, t, out=t)
+            t *= step_size
+            w -= t  # w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
         _in_pieces(step, p.data, g, state["exp_avg"], state["exp_avg_sq"])
 
