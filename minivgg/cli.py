@@ -39,7 +39,7 @@ def build_parser():
     train = sub.add_parser("train", help="train VGG on Fashion-MNIST")
     _add_model_args(train)
     train.add_argument("--resize", type=int, help="input size (CPU default 32, GPU default 224 as in D2L)")
-    train.add_argument("--epochs", type=int, help="total number of epochs (CPU default 3, GPU 10)")
+    train.add_argument("--epochs", type=int, help="total number of epochs (CPU default 4, GPU 10)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--optimizer", choices=["sgd", "adam"], help="default sgd (on the CPU with Nesterov momentum)")
     train.add_argument("--lr", type=float)
@@ -135,13 +135,16 @@ def cmd_train(args):
     for key, value in defaults.items():
         if config.get(key) is None:
             config[key] = value
+    nesterov = "Nesterov " if config["nesterov"] and config["momentum"] else ""
     update = (f"Adam lr {config['lr']}" if config["optimizer"] == "adam"
-              else f"SGD lr {config['lr']} {'Nesterov ' if config['nesterov'] and config['momentum'] else ''}momentum {config['momentum']}")
+              else f"SGD lr {config['lr']} {nesterov}momentum {config['momentum']}")
+    with_warmup = config["scheduler"] == "cosine" and config["warmup_epochs"]
+    warmup = f" after {config['warmup_epochs']} epochs of warmup" if with_warmup else ""
     output = f" (output layer N(0, {config['output_std']}))" if config["output_std"] else ""
     print(f"training {config['arch']} (channels / {config['ratio']}) on Fashion-MNIST at "
           f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
-          f"schedule, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder {out}",
-          flush=True)
+          f"schedule{warmup}, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder "
+          f"{out}", flush=True)
     manual_seed(config["seed"])
     net = build_model(config, device)
     train_loader, test_loader = data.load_data_fashion_mnist(
