@@ -148,7 +148,8 @@ def set_generator_state(state):
 # ---- CPU threads for elementwise work ----------------------------------------------------------------
 # NumPy runs each elementwise loop or copy on one core but releases the GIL inside it, so disjoint
 # slices of one large array, handed to a few threads, run on several cores at once (BLAS already does).
-CPU_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CPU_THREADS = max(1, min(4, _cores))
 PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off to threads costs more than it saves
 _pool = None
 

@@ -140,22 +140,22 @@ class Adam(Optimizer):
         step_size = dtype(group["lr"] / (1 - beta1 ** t))
         bias_correction2_sqrt = dtype(math.sqrt(1 - beta2 ** t))
 
-        def step(w, d, m, v):  # one scratch array t, reused: this update is memory-bound
+        def step(w, d, m, v):  # one scratch array, reused: this update is memory-bound
             if wd:
                 d = d + wd * w
-            t = (1 - b1) * d
+            scratch = (1 - b1) * d
             m *= b1
-            m += t  # m = b1 m + (1 - b1) g
-            xp.multiply(d, d, out=t)
-            t *= 1 - b2
+            m += scratch  # m = b1 m + (1 - b1) g
+            xp.multiply(d, d, out=scratch)
+            scratch *= 1 - b2
             v *= b2
-            v += t  # v = b2 v + (1 - b2) g^2
-            xp.sqrt(v, out=t)
-            t /= bias_correction2_sqrt
-            t += eps
-            xp.divide(m, t, out=t)
-            t *= step_size
-            w -= t  # w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+            v += scratch  # v = b2 v + (1 - b2) g^2
+            xp.sqrt(v, out=scratch)
+            scratch /= bias_correction2_sqrt
+            scratch += eps
+            xp.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            w -= scratch  # w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
         _in_pieces(step, p.data, g, state["exp_avg"], state["exp_avg_sq"])
 

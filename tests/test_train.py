@@ -118,9 +118,11 @@ def test_cli_watch_grads_saves_the_gradient_plot(tmp_path):
     assert (out / "gradients.png").stat().st_size > 1000
 
 
-def test_resume_with_a_per_batch_schedule_is_exact(tmp_path):
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine"])
+def test_resume_with_a_per_batch_schedule_is_exact(tmp_path, schedule):
     """A run stopped after epoch 1 of 2 (e.g. Ctrl-C) and resumed equals the run that went straight
-    through: weights, momentum, dropout's random state and the cosine schedule all continue."""
+    through: weights, momentum, dropout's random state and the schedule (the CLI's CPU default is
+    warmup then cosine, a LambdaLR) all continue."""
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (96, 28, 28), dtype=np.uint8), rng.integers(0, 10, 96)
 
@@ -129,7 +131,10 @@ def test_resume_with_a_per_batch_schedule_is_exact(tmp_path):
         net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 16)), (1, 1, 32, 32))
         opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
         loader = data.DataLoader((images, labels), 32, shuffle=True, resize=32, seed=1)
-        return net, opt, optim.CosineAnnealingLR(opt, T_max=2 * len(loader)), loader
+        total = 2 * len(loader)
+        sched = (optim.CosineAnnealingLR(opt, T_max=total) if schedule == "cosine"
+                 else optim.LambdaLR(opt, optim.warmup_cosine(2, total)))
+        return net, opt, sched, loader
 
     quiet = dict(progress=False, print_fn=lambda *a: None, scheduler_per_step=True)
     net, opt, sched, loader = setup()
