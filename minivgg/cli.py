@@ -44,7 +44,8 @@ def build_parser():
     train.add_argument("--optimizer", choices=["sgd", "adam"], help="default sgd (on the CPU with Nesterov momentum)")
     train.add_argument("--lr", type=float)
     train.add_argument("--momentum", type=float)
-    train.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (SGD)")
+    train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                       help="Nesterov momentum for SGD (CPU default on; --no-nesterov for plain momentum)")
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--scheduler", choices=["none", "step", "cosine", "plateau"],
                        help="learning-rate schedule (CPU default cosine, per batch; GPU default none as in D2L)")

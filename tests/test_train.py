@@ -53,13 +53,15 @@ def test_cli_smoke_run_writes_plot_history_checkpoint(tmp_path, capsys):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_resume_is_exact(tmp_path, optimizer):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    chosen = ["--scheduler", "none", "--optimizer", optimizer] + (["--lr", "0.001"] if optimizer == "adam" else [])
+    chosen = ["--scheduler", "none", "--optimizer", optimizer] + (["--lr", "0.001"] if optimizer == "adam"
+                                                                   else ["--no-nesterov"])
     _train_cli(tmp_path, "--epochs", "2", "--out", str(straight), *chosen)
     _train_cli(tmp_path, "--epochs", "1", "--out", str(split), *chosen)
     _train_cli(tmp_path, "--epochs", "2", "--resume", str(split))
     a = mv.load(straight / "checkpoint.npz")
     b = mv.load(split / "checkpoint.npz")
     assert a["epoch"] == b["epoch"] == 2 and a["config"]["optimizer"] == b["config"]["optimizer"] == optimizer
+    assert a["config"]["nesterov"] is b["config"]["nesterov"] is (optimizer == "adam")  # default kept for Adam
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key])
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
