@@ -19,7 +19,7 @@ from minivgg import cli, data, inspect, optim, train
 def run_minivgg(net, loaders, config):
     opt, sched = cli.build_optimizer(net, config, len(loaders[0]))
     history = train.fit(net, *loaders, opt, config["epochs"], scheduler=sched, progress=False,
-                        scheduler_per_step=True)
+                        scheduler_per_step=True, clip_grad_norm=config["clip_grad_norm"])
     return [(e["time"], e["test_acc"]) for e in history["epochs"]]
 
 
@@ -45,6 +45,8 @@ def run_torch(net, loaders, config):
             loss = torch.nn.functional.cross_entropy(tnet(torch.from_numpy(images.data)), torch.from_numpy(labels.data))
             opt.zero_grad()
             loss.backward()
+            if config["clip_grad_norm"]:
+                torch.nn.utils.clip_grad_norm_(tnet.parameters(), config["clip_grad_norm"])
             opt.step()
             sched.step()
         tnet.eval()
@@ -63,8 +65,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("epochs", "batch_size"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
-    for name in ("lr", "momentum", "warmup_epochs", "output_std"):
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
+    for name in ("lr", "momentum", "warmup_epochs", "output_std", "clip_grad_norm"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults.get(name))
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=defaults["optimizer"])
     parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=defaults["nesterov"])
     parser.add_argument("--seed", type=int, default=0)

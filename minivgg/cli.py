@@ -22,7 +22,7 @@ DEVICE_DEFAULTS = {
                  init="xavier", output_std=0.0, scheduler="none", warmup_epochs=0.0),
 }
 MODEL_KEYS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_size", "optimizer", "lr", "momentum",
-              "nesterov", "weight_decay", "scheduler", "warmup_epochs", "epochs")
+              "nesterov", "weight_decay", "scheduler", "warmup_epochs", "epochs", "clip_grad_norm")
 
 
 def _add_model_args(p, arch="d2l", ratio=4):
@@ -51,6 +51,8 @@ def build_parser():
                        help="learning-rate schedule (CPU default cosine, per batch; GPU default none as in D2L)")
     train.add_argument("--warmup-epochs", type=float,
                        help="with cosine: raise the rate linearly over this many epochs first (CPU default 0.3)")
+    train.add_argument("--clip-grad-norm", type=float, metavar="MAX",
+                       help="scale each step's gradients to a joint norm of at most MAX; 0: off (the default)")
     train.add_argument("--init", choices=["xavier", "normal", "kaiming"],
                        help="weight initialization (CPU default kaiming, GPU default xavier as in D2L)")
     train.add_argument("--output-std", type=float,
@@ -168,7 +170,8 @@ def cmd_train(args):
     try:
         train.fit(net, train_loader, test_loader, optimizer, remaining, scheduler=scheduler, out_dir=out,
                   start_epoch=start, history=history, config=config, progress=not args.no_progress,
-                  monitor=monitor, scheduler_per_step=config["scheduler"] == "cosine")
+                  monitor=monitor, scheduler_per_step=config["scheduler"] == "cosine",
+                  clip_grad_norm=config["clip_grad_norm"])
     except train.TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

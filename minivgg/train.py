@@ -10,6 +10,7 @@ import numpy as np
 from . import backend
 from . import functional as F
 from .autograd import no_grad
+from .nn.utils import clip_grad_norm_
 from .serialization import load, save
 
 CHECKPOINT = "checkpoint.npz"
@@ -105,7 +106,7 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
 
 def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_dir=None, start_epoch=0,
         history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print,
-        scheduler_per_step=False):
+        scheduler_per_step=False, clip_grad_norm=None):
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
@@ -113,6 +114,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_d
     `interrupted.npz` (the weights at that moment) and re-raises; the last epoch's checkpoint stays
     intact for an exact resume. `scheduler.step()` runs once per epoch (ReduceLROnPlateau gets the test
     accuracy), or after every batch with scheduler_per_step=True. `monitor` (an inspect.GradientMonitor) records gradients at every step.
+    `clip_grad_norm`: scale each step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
     """
     history = history or {"epochs": [], "points": []}
     device = next(net.parameters()).device
@@ -135,6 +137,8 @@ def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_d
                 loss = F.cross_entropy(logits, labels)
                 optimizer.zero_grad()
                 loss.backward()
+                if clip_grad_norm:
+                    clip_grad_norm_(net.parameters(), clip_grad_norm)
                 if monitor is not None:
                     monitor.before_step()
                 optimizer.step()

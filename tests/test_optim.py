@@ -152,3 +152,46 @@ def test_warmup_cosine_rises_then_decays_to_zero():
     plain, _ = lrs(lambda o: optim.LambdaLR(o, optim.warmup_cosine(0, 10)), 10)
     cosine, _ = lrs(lambda o: optim.CosineAnnealingLR(o, 10), 10)
     np.testing.assert_allclose(plain, cosine, atol=1e-12)
+
+
+def _with_grads(rng, shapes, scale):
+    params = [mv.nn.Parameter(np.zeros(s, dtype=np.float32)) for s in shapes]
+    for p in params:
+        p.grad = mv.tensor((scale * rng.standard_normal(p.shape)).astype(np.float32))
+    return params
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
+def test_clip_grad_norm_scales_large_gradients_jointly_and_leaves_small_ones(norm_type, rng):
+    shapes = [(64, 3, 3, 3), (64,), (10, 300)]
+    params = _with_grads(rng, shapes, scale=5.0)
+    before = [p.grad.numpy().copy() for p in params]
+    flat = np.concatenate([b.ravel() for b in before]).astype(np.float64)
+    expected = np.abs(flat).max() if norm_type == float("inf") else np.sqrt((flat ** 2).sum())
+    total = mv.nn.utils.clip_grad_norm_(params, 1.0, norm_type)
+    assert total == pytest.approx(expected, rel=1e-5)
+    after = np.concatenate([p.grad.numpy().ravel() for p in params]).astype(np.float64)
+    clipped = np.abs(after).max() if norm_type == float("inf") else np.sqrt((after ** 2).sum())
+    assert clipped == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(after, flat / (expected + 1e-6), rtol=1e-5)  # one factor for all: direction kept
+    assert all(p.grad.dtype == np.float32 for p in params)
+
+    small = _with_grads(rng, shapes, scale=1e-3)
+    kept = [p.grad.numpy().copy() for p in small]
+    mv.nn.utils.clip_grad_norm_(small, 1.0, norm_type)
+    for p, k in zip(small, kept):
+        np.testing.assert_array_equal(p.grad.numpy(), k)
+
+
+@needs_torch
+def test_clip_grad_norm_matches_torch(rng):
+    shapes = [(32, 16, 3, 3), (32,), (4096, 128)]
+    ours, theirs = _pair(rng, shapes)
+    for o, t in zip(ours, theirs):
+        g = (3 * rng.standard_normal(o.shape)).astype(np.float32)
+        o.grad, t.grad = mv.tensor(g), torch.tensor(g)
+    total = mv.nn.utils.clip_grad_norm_(ours, 2.5)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 2.5)
+    assert total == pytest.approx(float(expected), rel=1e-5)
+    for o, t in zip(ours, theirs):
+        np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-7)

@@ -149,3 +149,20 @@ def test_resume_with_a_per_batch_schedule_is_exact(tmp_path, schedule):
     assert start == 1 and opt3.lr == opt.lr
     for (name, a), b in zip(net.named_parameters(), net3.parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+
+
+def test_fit_clips_every_step_when_asked():
+    """With a tiny max norm every step is shortened to almost nothing; without it the weights move."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 64).astype(np.int64)
+    moved = {}
+    for clip in (None, 1e-8):
+        mv.manual_seed(0)
+        net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 16)), (1, 1, 32, 32))
+        start = [p.numpy().copy() for p in net.parameters()]
+        loader = data.DataLoader((images, labels), 32, resize=32)
+        train.fit(net, loader, loader, optim.SGD(net.parameters(), lr=0.1), 1, progress=False,
+                  print_fn=lambda *a: None, clip_grad_norm=clip)
+        moved[clip] = max(float(np.abs(p.numpy() - s).max()) for p, s in zip(net.parameters(), start))
+    assert moved[None] > 1e-4 and moved[1e-8] < 1e-8  # two steps of lr * norm <= 1e-8 each

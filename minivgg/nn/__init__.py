@@ -6,7 +6,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..autograd import Function, Tensor, _HookHandle, no_grad
-from . import init
+from . import init, utils
 
 
 class Parameter(Tensor):
@@ -447,4 +447,4 @@ class GlobalAvgPool2d(Module):
 
 
 __all__ = ["Module", "Parameter", "Sequential", "Conv2d", "LazyConv2d", "Linear", "LazyLinear", "ReLU",
-           "MaxPool2d", "Dropout", "Flatten", "LocalResponseNorm", "GlobalAvgPool2d", "init", "no_grad"]
+           "MaxPool2d", "Dropout", "Flatten", "LocalResponseNorm", "GlobalAvgPool2d", "init", "utils", "no_grad"]

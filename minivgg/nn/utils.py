@@ -1,0 +1,31 @@
+"""Helpers on parameters' gradients, named as in `torch.nn.utils`."""
+import math
+
+from .. import backend
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
+    """Scale all gradients together so their joint norm is at most `max_norm`; returns the norm before.
+
+    PyTorch's rule: total = the norm of all gradients as one vector, coef = max_norm / (total + 1e-6),
+    and every gradient is multiplied by min(coef, 1), in place. A step's direction is kept; only a rare
+    huge step (a deep plain net leaving its first plateau) is shortened. `norm_type` 2 or inf.
+    """
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    xp = backend.get_array_module(grads[0])
+    if norm_type == math.inf:
+        total = max(float(xp.abs(g).max()) for g in grads)
+    elif norm_type == 2:
+        flats = [g.reshape(-1) for g in grads]
+        total = math.sqrt(sum(float(xp.dot(f, f)) for f in flats))  # dot: one BLAS pass per array
+    else:
+        raise ValueError(f"clip_grad_norm_: norm_type must be 2 or inf, got {norm_type}")
+    coef = max_norm / (total + 1e-6)
+    if coef >= 1.0:  # multiplying by min(coef, 1) = 1 would change nothing
+        return total
+    scale = grads[0].dtype.type(coef)  # NaN for a NaN norm, as in PyTorch: the loss check then stops
+    for g in grads:
+        g *= scale
+    return total
