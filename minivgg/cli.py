@@ -144,9 +144,10 @@ def cmd_train(args):
     with_warmup = config["scheduler"] == "cosine" and config["warmup_epochs"]
     warmup = f" after {config['warmup_epochs']} epochs of warmup" if with_warmup else ""
     output = f" (output layer N(0, {config['output_std']}))" if config["output_std"] else ""
+    clipped = f", gradient norm clipped at {config['clip_grad_norm']}" if config["clip_grad_norm"] else ""
     print(f"training {config['arch']} (channels / {config['ratio']}) on Fashion-MNIST at "
           f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
-          f"schedule{warmup}, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder "
+          f"schedule{warmup}{clipped}, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder "
           f"{out}", flush=True)
     manual_seed(config["seed"])
     net = build_model(config, device)

@@ -166,3 +166,11 @@ def test_fit_clips_every_step_when_asked():
                   print_fn=lambda *a: None, clip_grad_norm=clip)
         moved[clip] = max(float(np.abs(p.numpy() - s).max()) for p, s in zip(net.parameters(), start))
     assert moved[None] > 1e-4 and moved[1e-8] < 1e-8  # two steps of lr * norm <= 1e-8 each
+
+
+@needs_data
+def test_cli_clip_grad_norm_is_stated_and_kept_for_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    _train_cli(tmp_path, "--epochs", "1", "--clip-grad-norm", "5", "--out", str(out))
+    assert "gradient norm clipped at 5.0" in capsys.readouterr().out.splitlines()[0]
+    assert mv.load(str(out / "checkpoint.npz"))["config"]["clip_grad_norm"] == 5.0
