@@ -154,12 +154,16 @@ PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off to threads cost
 _pool = None
 
 
-def parallel_map(fn, items):
-    """list(map(fn, items)) on the CPU thread pool; exceptions propagate to the caller."""
+def _thread_pool():
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="minivgg")
-    return list(_pool.map(fn, items))
+    return _pool
+
+
+def parallel_map(fn, items):
+    """list(map(fn, items)) on the CPU thread pool; exceptions propagate to the caller."""
+    return list(_thread_pool().map(fn, items))
 
 
 def parallel(xp, fn, length, size):
@@ -174,7 +178,13 @@ def parallel(xp, fn, length, size):
         fn(slice(0, length))
         return
     bounds = [length * i // parts for i in range(parts + 1)]
-    parallel_map(fn, [slice(a, b) for a, b in zip(bounds, bounds[1:])])
+    first, *rest = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+    pending = [_thread_pool().submit(fn, part) for part in rest]
+    try:
+        fn(first)  # the calling thread takes a part too: one sleeping thread fewer to wake
+    finally:
+        for future in pending:  # even on an error: no part may still be writing when we return
+            future.result()
 
 
 # ---- CPU memory allocator ------------------------------------------------------------------------------

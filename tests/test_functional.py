@@ -330,9 +330,15 @@ def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
 
     x0 = rng.standard_normal((64, 8, 24, 24)).astype(np.float32)  # 294,912 elements: above the threshold
     w0 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
-    calls = []
-    real_map = backend.parallel_map
-    monkeypatch.setattr(backend, "parallel_map", lambda fn, items: calls.append(len(items)) or real_map(fn, items))
+    calls = []  # one entry per part handed to a pool thread (the calling thread runs the other part)
+    threads = backend._thread_pool()
+
+    class CountingPool:
+        def submit(self, fn, part):
+            calls.append(part)
+            return threads.submit(fn, part)
+
+    monkeypatch.setattr(backend, "_thread_pool", CountingPool)
     monkeypatch.setattr(backend, "CPU_THREADS", 2)  # split even on a one-core machine
     gy = None
     results = []
@@ -346,10 +352,39 @@ def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
         if min_size == 1 << 62:
             assert calls == [], "nothing should be split above the threshold"
         else:
-            assert len(calls) >= 5 and set(calls) == {2}  # conv, relu, pool: forward and backward
+            assert len(calls) >= 5  # conv, relu, pool: forward and backward
+            assert all(0 < part.start < part.stop for part in calls)  # the second half went to a thread
             calls.clear()
     for threaded, single in zip(*results):
         np.testing.assert_array_equal(threaded, single)
+
+
+def test_parallel_covers_every_part_and_waits_for_all_before_raising(monkeypatch):
+    """backend.parallel runs one part on the calling thread and the rest on the pool: together they
+    cover the range once, and an error in any part is raised only after every part has finished."""
+    import threading
+    import time
+
+    from minivgg import backend
+
+    monkeypatch.setattr(backend, "CPU_THREADS", 3)
+    monkeypatch.setattr(backend, "PARALLEL_MIN_SIZE", 0)
+    parts = []
+    backend.parallel(np, lambda part: parts.append((part, threading.current_thread().name)), 10, 10)
+    assert sorted((p.start, p.stop) for p, _ in parts) == [(0, 3), (3, 6), (6, 10)]
+    assert {name for p, name in parts if p.start == 0} == {threading.current_thread().name}
+
+    finished = []
+
+    def work(part):
+        if part.start == 0:
+            raise RuntimeError("part 0 failed")
+        time.sleep(0.05)
+        finished.append(part.start)
+
+    with pytest.raises(RuntimeError, match="part 0 failed"):
+        backend.parallel(np, work, 10, 10)
+    assert sorted(finished) == [3, 6]
 
 
 def test_allocator_tuning_applies_on_glibc_and_respects_the_user(monkeypatch):
