@@ -1,7 +1,7 @@
 """Train the CPU default of `minivgg train` (D2L's VGG-11/4 at 32x32 on Fashion-MNIST: SGD with Nesterov
-momentum, warmup then cosine per batch, He init with a small output layer, 4 epochs) with minivgg and with
-PyTorch CPU, same initial weights, data order and hyperparameters, in one run: epoch time, test accuracy
-and their ratio.
+momentum, warmup then cosine per batch, gradient clipping, He init with a small output layer; the values are
+`cli.DEVICE_DEFAULTS["cpu"]`) with minivgg and with PyTorch CPU, same initial weights, data order and
+hyperparameters, in one run: epoch time, test accuracy and their ratio.
 
     python benchmarks/train_time.py                       # the CPU default, both frameworks
     python benchmarks/train_time.py --epochs 1 --frameworks torch
