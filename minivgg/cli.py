@@ -54,8 +54,8 @@ def build_parser():
     train.add_argument("--warmup-epochs", type=float,
                        help="with cosine: raise the rate linearly over this many epochs first (CPU default 0.6)")
     train.add_argument("--clip-grad-norm", type=float, metavar="MAX",
-                       help="scale each step's gradients to a joint norm of at most MAX (CPU default 5); 0: off (the GPU "
-                            "default, as in D2L)")
+                       help="scale each step's gradients to a joint norm of at most MAX (CPU default 5); "
+                            "0: off (the GPU default, as in D2L)")
     train.add_argument("--init", choices=["xavier", "normal", "kaiming"],
                        help="weight initialization (CPU default kaiming, GPU default xavier as in D2L)")
     train.add_argument("--output-std", type=float,

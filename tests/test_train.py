@@ -174,11 +174,10 @@ def test_fit_clips_every_step_when_asked():
 def test_cli_clip_grad_norm_is_stated_and_kept_for_resume(tmp_path, capsys, flag, expected):
     """The CPU default clips at 5; a flag changes it, 0 turns it off; the first line says which."""
     out = tmp_path / "run"
-    _train_cli(tmp_path, "--epochs", "1", "--out", str(out), *flag)
-    first = capsys.readouterr().out.splitlines()[0]
-    assert ("gradient norm clipped at" in first) == bool(expected)
-    assert not expected or f"clipped at {expected}" in first
-    assert mv.load(str(out / "checkpoint.npz"))["config"]["clip_grad_norm"] == expected
-    _train_cli(tmp_path, "--epochs", "2", "--resume", str(out))  # no flag: the run's own setting
-    first = capsys.readouterr().out.splitlines()[0]
-    assert ("gradient norm clipped at" in first) == bool(expected)
+    for run in (("--epochs", "1", "--out", str(out), *flag),
+                ("--epochs", "2", "--resume", str(out))):  # no flag on resume: the run's own setting
+        _train_cli(tmp_path, *run)
+        first = capsys.readouterr().out.splitlines()[0]
+        assert ("gradient norm clipped at" in first) == bool(expected)
+        assert not expected or f"clipped at {expected}" in first
+        assert mv.load(str(out / "checkpoint.npz"))["config"]["clip_grad_norm"] == expected
