@@ -40,27 +40,32 @@ def build_parser():
 
     train = sub.add_parser("train", help="train VGG on Fashion-MNIST")
     _add_model_args(train)
-    train.add_argument("--resize", type=int, help="input size (CPU default 32, GPU default 224 as in D2L)")
-    train.add_argument("--epochs", type=int, help="total number of epochs (CPU default 5, GPU 10)")
-    train.add_argument("--batch-size", type=int, help="CPU default 256, GPU default 128 as in D2L")
-    train.add_argument("--optimizer", choices=["sgd", "adam"], help="default sgd (on the CPU with Nesterov momentum)")
-    train.add_argument("--lr", type=float, help="peak learning rate (CPU default 0.1, GPU default 0.05 as in D2L)")
-    train.add_argument("--momentum", type=float)
+    def defaults(key, what):  # the help names both devices' defaults, read from DEVICE_DEFAULTS
+        cpu, gpu = DEVICE_DEFAULTS["cpu"][key], DEVICE_DEFAULTS["cuda"][key]
+        return f"{what} (CPU default {cpu}; GPU default {gpu}, as in D2L)"
+
+    train.add_argument("--resize", type=int, help=defaults("resize", "input size"))
+    train.add_argument("--epochs", type=int, help=defaults("epochs", "total number of epochs"))
+    train.add_argument("--batch-size", type=int, help=defaults("batch_size", "examples per step"))
+    train.add_argument("--optimizer", choices=["sgd", "adam"], help=defaults("optimizer", "update rule"))
+    train.add_argument("--lr", type=float, help=defaults("lr", "peak learning rate"))
+    train.add_argument("--momentum", type=float, help=defaults("momentum", "SGD momentum"))
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                       help="Nesterov momentum for SGD (CPU default on; --no-nesterov for plain momentum)")
+                       help=defaults("nesterov", "Nesterov momentum for SGD"))
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--scheduler", choices=["none", "step", "cosine", "plateau"],
-                       help="learning-rate schedule (CPU default cosine, per batch; GPU default none as in D2L)")
+                       help=defaults("scheduler", "learning-rate schedule; cosine anneals after every batch"))
     train.add_argument("--warmup-epochs", type=float,
-                       help="with cosine: raise the rate linearly over this many epochs first (CPU default 0.6)")
+                       help=defaults("warmup_epochs", "with cosine: raise the rate linearly over this many "
+                                                      "epochs first"))
     train.add_argument("--clip-grad-norm", type=float, metavar="MAX",
-                       help="scale each step's gradients to a joint norm of at most MAX (CPU default 5); "
-                            "0: off (the GPU default, as in D2L)")
+                       help=defaults("clip_grad_norm", "scale each step's gradients to a joint norm of at most "
+                                                       "MAX; 0: off"))
     train.add_argument("--init", choices=["xavier", "normal", "kaiming"],
-                       help="weight initialization (CPU default kaiming, GPU default xavier as in D2L)")
+                       help=defaults("init", "weight initialization"))
     train.add_argument("--output-std", type=float,
-                       help="draw the output layer's weights from N(0, STD) (CPU default 0.01); 0: like the "
-                            "other layers (the GPU default, as in D2L)")
+                       help=defaults("output_std", "draw the output layer's weights from N(0, STD); 0: like "
+                                                   "the other layers"))
     train.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", help="run folder (default runs/<date-time>)")
