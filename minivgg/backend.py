@@ -3,9 +3,8 @@
 This is the only module that knows CuPy exists. Everything else asks `get_array_module(x)` and writes
 code that works with whichever module comes back. CuPy is imported on first use, never at start-up.
 """
-import os
+import contextlib
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -145,69 +144,34 @@ def set_generator_state(state):
     get_generator("cpu").bit_generator.state = state
 
 
-# ---- CPU threads for elementwise work ----------------------------------------------------------------
-# NumPy runs each elementwise loop or copy on one core but releases the GIL inside it, so disjoint
-# slices of one large array, handed to a few threads, run on several cores at once (BLAS already does).
-_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-CPU_THREADS = max(1, min(4, _cores))
-PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off to threads costs more than it saves
-_pool = None
+# ---- which kernels run ---------------------------------------------------------------------------------
+# "reference": the plain kernels of functional.py, everywhere. "fast": on the CPU, the tuned variants of
+# fast_cpu.py (same numbers, faster); on the GPU the reference kernels still run, as CuPy's own kernels
+# are already parallel and the reference layout (NCHW) is the one they read fastest.
+KERNEL_TIERS = ("reference", "fast")
+_kernels = "fast"
 
 
-def _thread_pool():
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="minivgg")
-    return _pool
+def get_kernels():
+    """The active kernel tier: 'reference' or 'fast'."""
+    return _kernels
 
 
-def parallel_map(fn, items):
-    """list(map(fn, items)) on the CPU thread pool; exceptions propagate to the caller."""
-    return list(_thread_pool().map(fn, items))
+def set_kernels(tier):
+    """Choose the kernel tier ('reference' or 'fast') for every op from now on; returns the previous one."""
+    global _kernels
+    if tier not in KERNEL_TIERS:
+        raise ValueError(f"set_kernels: unknown tier {tier!r}; use 'reference' (the readable kernels of "
+                         "minivgg/functional.py) or 'fast' (the tuned CPU kernels of minivgg/fast_cpu.py)")
+    previous, _kernels = _kernels, tier
+    return previous
 
 
-def parallel(xp, fn, length, size):
-    """Call fn(part) for slices `part` that together cover range(length), in parallel when it pays.
-
-    `size` is how many elements the whole job touches. On the GPU (xp is CuPy, whose kernels are
-    already parallel), for small jobs and on one core, this is the single call fn(slice(0, length)).
-    Each fn(part) must write only its own part of the output: the parts run at the same time.
-    """
-    parts = min(CPU_THREADS, length)
-    if xp is not np or parts < 2 or size < PARALLEL_MIN_SIZE:
-        fn(slice(0, length))
-        return
-    bounds = [length * i // parts for i in range(parts + 1)]
-    first, *rest = [slice(a, b) for a, b in zip(bounds, bounds[1:])]
-    pending = [_thread_pool().submit(fn, part) for part in rest]
+@contextlib.contextmanager
+def kernels(tier):
+    """`with minivgg.kernels("reference"): ...` runs the block with that tier, then restores the previous."""
+    previous = set_kernels(tier)
     try:
-        fn(first)  # the calling thread takes a part too: one sleeping thread fewer to wake
+        yield
     finally:
-        for future in pending:  # even on an error: no part may still be writing when we return
-            future.result()
-
-
-# ---- CPU memory allocator ------------------------------------------------------------------------------
-# A training step frees and allocates the same large arrays (im2col columns, activations, masks) every
-# time. glibc hands blocks above a moving threshold back to the OS and maps fresh pages for the next
-# one, so each step pays page faults on many MB (measured, VGG training loop at 32x32 on 2 cores:
-# 357-370 ms per step without this setting, 323-348 ms with it). Fixing the threshold at glibc's maximum (32 MB) and trimming only above 256 MB keeps such
-# blocks for reuse. Only glibc has mallopt; elsewhere, or when the user set MALLOC_MMAP_THRESHOLD_,
-# nothing changes.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory_for_reuse():
-    """Tune glibc's malloc as described above; True when it was applied."""
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, 256 << 20))
-
-
-keep_freed_memory_for_reuse()
+        set_kernels(previous)

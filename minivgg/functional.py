@@ -1,14 +1,16 @@
 """The CNN kernels, forward and backward side by side: im2col convolution, max-pooling, ReLU, dropout,
 linear, softmax/cross-entropy and local response normalization. Imported as `F`.
 
-Every kernel takes `xp = get_array_module(x)` and uses only functions NumPy and CuPy both have, so the
-same lines run on the CPU and the GPU. Layout is NCHW, as in PyTorch and D2L.
+These are the reference kernels: textbook NCHW layouts, no threads, no memory-order tricks. Each takes
+`xp = get_array_module(x)` and uses only functions NumPy and CuPy both have, so the same lines run on the
+CPU and the GPU. On the CPU, `minivgg.set_kernels("fast")` (the default) swaps in the tuned variants of
+`minivgg.fast_cpu`, which compute the same numbers; `minivgg.kernels("reference")` shows these.
 """
 import numpy as np
 
 from . import backend
 from .autograd import Function, Tensor, _as_tensor
-from .autograd import flatten as _flatten
+from .ops import flatten as _flatten
 
 
 def _pair(value, name="kernel_size"):
@@ -38,73 +40,81 @@ def _check_rank(op, x, rank=4, layout="(N, C, H, W)"):
         raise ValueError(f"{op}: expected a {rank}-D input {layout}, got shape {tuple(x.shape)}")
 
 
+def _check_conv_inputs(x, weight):
+    _check_rank("conv2d", x)
+    _check_rank("conv2d", weight, layout="weight (K, C, KH, KW)")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"conv2d: input has {x.shape[1]} channels (shape {tuple(x.shape)}) but the weight expects "
+            f"{weight.shape[1]} (weight shape {tuple(weight.shape)}). Check in_channels of the layer."
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(f"conv2d: input dtype {x.dtype} differs from weight dtype {weight.dtype}; "
+                        "convert the input with .float() (float32)")
+
+
+def _wants(fn, i):
+    """True when input i of `fn` was given and needs a gradient (bias is optional)."""
+    return len(fn.needs_input_grad) > i and fn.needs_input_grad[i]
+
+
+def _choose(reference, x):
+    """The op class to run on array x: the fast CPU variant of `reference` when the fast tier is on
+    and x is a NumPy array, else `reference` itself (always on the GPU)."""
+    if backend.get_kernels() == "fast" and backend.get_array_module(x) is np:
+        from . import fast_cpu
+
+        return fast_cpu.VARIANTS.get(reference, reference)
+    return reference
+
+
+def _data(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
 # ---------------------------------------------------------------------------------------------------
 # im2col / col2im on raw arrays
 # ---------------------------------------------------------------------------------------------------
-def _im2col_array(x, kernel, stride, padding):
-    """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): column (oh*OW + ow)*N + n is one receptive field.
+def im2col_array(x, kernel, stride, padding):
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW): column (n*OH + oh)*OW + ow is one receptive field.
 
     Rows are ordered (c, i, j) like a flattened weight (K, C, KH, KW), so a convolution is `W2d @ col`.
-    The batch index runs fastest: inside, images are held as (C, H, W, N), so each of the KH*KW strided
-    copies (one per kernel offset, no Python loop over the batch or the pixels) moves runs of OW*N
-    values rather than runs of OW, which matters once the maps are small (4x4, 2x2 in VGG).
+    One strided copy per kernel offset (i, j) fills row block (:, i, j) for every image and window.
     """
     xp = backend.get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("im2col", x.shape, kernel, stride, padding)
-    padded = xp.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
-    col = xp.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
-
-    def unroll(cs):  # channels cs; channels are independent, so slices of them run on CPU threads
-        padded[cs, ph:ph + h, pw:pw + w, :] = x[:, cs].transpose(1, 2, 3, 0)
-        _zero_border(padded[cs], ph, pw)
-        for i in range(kh):
-            for j in range(kw):
-                col[cs, i, j] = padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
-
-    backend.parallel(xp, unroll, c, col.size)
-    return col.reshape(c * kh * kw, oh * ow * n)
+    padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))           # (N, C, H+2P, W+2P), zeros around
+    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]  # (N, C, OH, OW): offset (i, j)
+            col[:, i, j] = window.transpose(1, 0, 2, 3)                # (C, N, OH, OW)
+    return col.reshape(c * kh * kw, n * oh * ow)
 
 
-def _zero_border(padded, ph, pw):
-    """Zero the padding rows and columns of a (C, H + 2ph, W + 2pw, N) buffer (cheaper than zeroing it all)."""
-    if ph:
-        padded[:, :ph] = 0
-        padded[:, -ph:] = 0
-    if pw:
-        padded[:, :, :pw] = 0
-        padded[:, :, -pw:] = 0
-
-
-def _col2im_array(col, input_shape, kernel, stride, padding):
-    """col (C*KH*KW, OH*OW*N) -> (N, C, H, W), adding up every copy of a pixel: im2col's adjoint.
-
-    The result is a view of a (C, H, W, N) buffer (strides, not a copy), like the convolution output.
-    """
+def col2im_array(col, input_shape, kernel, stride, padding):
+    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), adding up every copy of a pixel: im2col's adjoint."""
     xp = backend.get_array_module(col)
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = _output_size("col2im", input_shape, kernel, stride, padding)
-    if col.shape != (c * kh * kw, oh * ow * n):
+    if col.shape != (c * kh * kw, n * oh * ow):
         raise ValueError(
             f"col2im: col has shape {tuple(col.shape)}, but input_shape {tuple(input_shape)} with kernel "
-            f"{kh}x{kw} needs ({c * kh * kw}, {oh * ow * n})"
+            f"{kh}x{kw} needs ({c * kh * kw}, {n * oh * ow})"
         )
-    col = col.reshape(c, kh, kw, oh, ow, n)
-    padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
-
-    def fold(cs):  # channels cs (see _im2col_array)
-        for i in range(kh):
-            for j in range(kw):
-                padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += col[cs, i, j]
-
-    backend.parallel(xp, fold, c, col.size)
-    return padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
+    col = col.reshape(c, kh, kw, n, oh, ow)
+    padded = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col[:, i, j].transpose(1, 0, 2, 3)
+    return padded[:, :, ph:ph + h, pw:pw + w]                          # drop the padding
 
 
-class Im2col(Function):
-    """x (N, C, H, W) -> (C*KH*KW, OH*OW*N). Backward: col2im of the gradient."""
+class Im2colFunction(Function):
+    """x (N, C, H, W) -> (C*KH*KW, N*OH*OW). Backward: col2im of the gradient."""
 
     def __init__(self, kernel, stride, padding):
         self.geometry = (kernel, stride, padding)
@@ -112,270 +122,187 @@ class Im2col(Function):
     def forward(self, x):
         _check_rank("im2col", x)
         self.in_shape = x.shape
-        return _im2col_array(x, *self.geometry)
+        return im2col_array(x, *self.geometry)
 
     def backward(self, gy):
-        return _col2im_array(gy, self.in_shape, *self.geometry)
+        return col2im_array(gy, self.in_shape, *self.geometry)
 
 
-class Col2im(Function):
-    """col (C*KH*KW, OH*OW*N) -> (N, C, H, W). Backward: im2col of the gradient."""
+class Col2imFunction(Function):
+    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W). Backward: im2col of the gradient."""
 
     def __init__(self, input_shape, kernel, stride, padding):
         self.input_shape = tuple(input_shape)
         self.geometry = (kernel, stride, padding)
 
     def forward(self, col):
-        return _col2im_array(col, self.input_shape, *self.geometry)
+        return col2im_array(col, self.input_shape, *self.geometry)
 
     def backward(self, gy):
-        return _im2col_array(gy, *self.geometry)
+        return im2col_array(gy, *self.geometry)
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
-    """Unroll every kernel-sized window of x (N, C, H, W) into a column: -> (C*KH*KW, OH*OW*N).
+    """Unroll every kernel-sized window of x (N, C, H, W) into a column: -> (C*KH*KW, N*OH*OW).
 
-    Row (c*KH + i)*KW + j holds x[n, c, oh*S + i - P, ow*S + j - P]; column (oh*OW + ow)*N + n.
-
+    Row (c*KH + i)*KW + j, column (n*OH + oh)*OW + ow holds x[n, c, oh*S + i - P, ow*S + j - P].
     Works on a raw array (returns an array) and on a Tensor (returns a Tensor with gradients).
     """
     geometry = (_pair(kernel_size), _pair(stride, "stride"), _pair(padding, "padding"))
     if isinstance(x, Tensor):
-        return Im2col(*geometry)(x)
+        return Im2colFunction(*geometry)(x)
     _check_rank("im2col", x)
-    return _im2col_array(x, *geometry)
+    return im2col_array(x, *geometry)
 
 
 def col2im(col, input_shape, kernel_size, stride=1, padding=0):
-    """Fold columns (C*KH*KW, OH*OW*N) back into an image of `input_shape`, summing overlaps.
+    """Fold columns (C*KH*KW, N*OH*OW) back into an image of `input_shape`, summing overlaps.
 
     The adjoint of im2col: <im2col(x), c> == <x, col2im(c)>. Arrays in, array out; Tensor in, Tensor out.
     """
     geometry = (_pair(kernel_size), _pair(stride, "stride"), _pair(padding, "padding"))
     if isinstance(col, Tensor):
-        return Col2im(input_shape, *geometry)(col)
-    return _col2im_array(col, tuple(input_shape), *geometry)
+        return Col2imFunction(input_shape, *geometry)(col)
+    return col2im_array(col, tuple(input_shape), *geometry)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Convolution
 # ---------------------------------------------------------------------------------------------------
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """x (N, C, H, W), weight (K, C, KH, KW), bias (K,) -> y (N, K, OH, OW).
 
-    Forward: col = im2col(x) (C*KH*KW, OH*OW*N); y = weight (K, C*KH*KW) @ col, one matrix product.
-    Backward: dW = dy @ col^T (col kept from forward), dx = col2im(W^T @ dy), db = dy summed.
-    Keeps col only if the weight needs a gradient and W only if x needs one.
-    y is returned as a (N, K, OH, OW) view of the (K, OH, OW, N) product: no copy, and the next
-    layer's im2col and this layer's backward read it in that order for free.
+    Forward: col = im2col(x) (C*KH*KW, N*OH*OW); y = weight (K, C*KH*KW) @ col, one matrix product.
+    Backward: dW = dy @ col^T, dx = col2im(W^T @ dy), db = dy summed over N, OH, OW.
+    Keeps col only if the weight needs a gradient and W only if x needs one (not for the image batch).
     """
 
     def __init__(self, stride, padding):
         self.stride, self.padding = stride, padding
 
     def forward(self, x, weight, bias=None):
-        _check_rank("conv2d", x)
-        _check_rank("conv2d", weight, layout="weight (K, C, KH, KW)")
-        if x.shape[1] != weight.shape[1]:
-            raise ValueError(
-                f"conv2d: input has {x.shape[1]} channels (shape {tuple(x.shape)}) but the weight expects "
-                f"{weight.shape[1]} (weight shape {tuple(weight.shape)}). Check in_channels of the layer."
-            )
-        if x.dtype != weight.dtype:
-            raise TypeError(f"conv2d: input dtype {x.dtype} differs from weight dtype {weight.dtype}; "
-                            "convert the input with .float() (float32)")
+        _check_conv_inputs(x, weight)
+        xp = backend.get_array_module(x)
         n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
         oh, ow = _output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
-        col = _im2col_array(x, self.kernel, self.stride, self.padding)
-        y = (weight.reshape(k, -1) @ col).reshape(k, oh, ow, n)
+        col = im2col_array(x, self.kernel, self.stride, self.padding)      # (C*KH*KW, N*OH*OW)
+        y = weight.reshape(k, -1) @ col                                    # (K, N*OH*OW)
+        y = xp.ascontiguousarray(y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3))  # (N, K, OH, OW)
         if bias is not None:
-            y += bias.reshape(k, 1, 1, 1)
+            y += bias.reshape(1, k, 1, 1)
         self.col = col if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
-        self.x_shape, self.w_shape = x.shape, weight.shape
-        return y.transpose(3, 0, 1, 2)
+        self.x_shape = x.shape
+        return y
 
     def backward(self, gy):
-        xp = backend.get_array_module(gy)
-        k = self.w_shape[0]
-        g = gy.transpose(1, 2, 3, 0).reshape(k, -1)  # (K, OH*OW*N): free when gy kept forward's order
+        k = gy.shape[1]
+        g = gy.transpose(1, 0, 2, 3).reshape(k, -1)                        # (K, N*OH*OW)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gcol = self.weight.reshape(k, -1).T @ g
-            gx = _col2im_array(gcol, self.x_shape, self.kernel, self.stride, self.padding)
+            gcol = self.weight.reshape(k, -1).T @ g                        # (C*KH*KW, N*OH*OW)
+            gx = col2im_array(gcol, self.x_shape, self.kernel, self.stride, self.padding)
         if self.needs_input_grad[1]:
-            gw = self.grad_buffer(1)
-            gw = xp.empty(self.w_shape, dtype=g.dtype) if gw is None else gw
-            xp.matmul(g, self.col.T, out=gw.reshape(k, -1))
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = g.sum(axis=1)
+            gw = (g @ self.col.T).reshape(k, -1, *self.kernel)            # (K, C, KH, KW)
+        if _wants(self, 2):
+            gb = gy.sum(axis=(0, 2, 3))                                    # (K,)
         return gx, gw, gb
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (K, C, KH, KW)."""
-    fn = Conv2d(_pair(stride, "stride"), _pair(padding, "padding"))
+    fn = _choose(Conv2dFunction, _data(x))(_pair(stride, "stride"), _pair(padding, "padding"))
     return fn(x, weight) if bias is None else fn(x, weight, bias)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Max-pooling
 # ---------------------------------------------------------------------------------------------------
-class MaxPool2d(Function):
+def _check_pool(x, kernel, padding):
+    _check_rank("max_pool2d", x)
+    (kh, kw), (ph, pw) = kernel, padding
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"max_pool2d: padding {ph},{pw} must be at most half the kernel {kh}x{kw}")
+
+
+class MaxPool2dFunction(Function):
     """x (N, C, H, W) -> y (N, C, OH, OW), OH = floor((H + 2P - K) / S) + 1 (PyTorch's floor mode).
 
-    Forward walks the KH*KW offsets of the window, keeping the running maximum and the offset where it
-    was first reached (a uint8 per output: the compact argmax). Padding is -inf, so it never wins.
+    Forward lays the KH*KW values of every window side by side, (N, C, KH*KW, OH, OW), and takes their
+    max and argmax (the first maximum wins a tie). Padding is -inf, so it never wins.
     Backward sends each output's gradient to exactly that one input position, so ties never double it.
     """
 
     def __init__(self, kernel, stride, padding):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
-    def _windows(self, oh, ow):
-        (kh, kw), (sh, sw) = self.kernel, self.stride
+    def forward(self, x):
+        _check_pool(x, self.kernel, self.padding)
+        xp = backend.get_array_module(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        oh, ow = _output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-xp.inf)
+        windows = xp.empty(x.shape[:2] + (kh * kw, oh, ow), dtype=x.dtype)  # (N, C, KH*KW, OH, OW)
         for i in range(kh):
             for j in range(kw):
-                yield i * kw + j, (Ellipsis, slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
-
-    def forward(self, x):
-        _check_rank("max_pool2d", x)
-        xp = backend.get_array_module(x)
-        (kh, kw), (ph, pw) = self.kernel, self.padding
-        if ph > kh // 2 or pw > kw // 2:
-            raise ValueError(f"max_pool2d: padding {ph},{pw} must be at most half the kernel {kh}x{kw}")
-        oh, ow = _output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
-        n, c, h, w = x.shape
-        if ph or pw:
-            padded = xp.full((n, c, h + 2 * ph, w + 2 * pw), -xp.inf, dtype=x.dtype)
-            padded[:, :, ph:ph + h, pw:pw + w] = x
-        else:
-            padded = x
-        layout = _memory_order(padded)  # outputs keep the input's memory order (see Conv2d)
-        best = _empty_in_order(xp, (n, c, oh, ow), layout, x.dtype)
-        argmax = _empty_in_order(xp, (n, c, oh, ow), layout, xp.uint8 if kh * kw < 256 else xp.int32)
-
-        def pool(cs):  # channels cs; channels are independent, so slices of them run on CPU threads
-            top, where, source = best[:, cs], argmax[:, cs], padded[:, cs]
-            for offset, window in self._windows(oh, ow):
-                values = source[window]
-                if offset == 0:
-                    top[...] = values
-                    where[...] = 0
-                    continue
-                better = values > top  # strict: the first maximum keeps the gradient
-                xp.maximum(top, values, out=top)
-                where *= ~better  # clear the slots where a new maximum appeared...
-                where += better * where.dtype.type(offset)  # ...and write this offset there (arithmetic:
-                # much faster than where[better] = offset, a boolean-mask scatter)
-
-        backend.parallel(xp, pool, c, padded.size)
-        self.argmax, self.padded_shape, self.x_shape = argmax, padded.shape, x.shape
-        self.x_layout = _memory_order(x)
-        return best
+                windows[:, :, i * kw + j] = padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+        self.argmax = windows.argmax(axis=2)                               # (N, C, OH, OW)
+        self.x_shape = x.shape
+        return windows.max(axis=2)
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        (ph, pw), (h, w) = self.padding, self.x_shape[2:]
-        gx = _zeros_in_order(xp, self.padded_shape, self.x_layout, gy.dtype)
-        oh, ow = gy.shape[-2:]
-        overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
-
-        def route(cs):  # channels cs (see forward)
-            g, where, target = gy[:, cs], self.argmax[:, cs], gx[:, cs]
-            for offset, window in self._windows(oh, ow):
-                if overlapping:  # a position can be the maximum of several windows: add
-                    target[window] += g * (where == offset)
-                else:  # each position is in one window at most: write straight into gx
-                    xp.multiply(g, where == offset, out=target[window])
-
-        backend.parallel(xp, route, gy.shape[1], gx.size)
-        return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
-
-
-def _memory_order(array):
-    """The axes of `array` from the largest stride to the smallest (its layout in memory)."""
-    return tuple(sorted(range(array.ndim), key=lambda a: -array.strides[a]))
-
-
-def _in_order(make, shape, order):
-    """An array of `shape` laid out in memory in axis order `order`: make(the shape listed in that order),
-    viewed with its axes put back (a view, no copy)."""
-    return make([shape[a] for a in order]).transpose(np.argsort(order))
-
-
-def _zeros_in_order(xp, shape, order, dtype):
-    return _in_order(lambda s: xp.zeros(s, dtype=dtype), shape, order)
-
-
-def _empty_in_order(xp, shape, order, dtype):
-    return _in_order(lambda s: xp.empty(s, dtype=dtype), shape, order)
-
-
-def _elementwise(xp, fn, like):
-    """Call fn(index) for index tuples that slice `like`'s outermost memory axis into parts, run on CPU
-    threads when large (backend.parallel); fn must write only the part it is given."""
-    if like.ndim == 0:
-        fn(Ellipsis)
-        return
-    axis = _memory_order(like)[0]
-    lead = (slice(None),) * axis
-    backend.parallel(xp, lambda part: fn(lead + (part,)), like.shape[axis], like.size)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        n, c, h, w = self.x_shape
+        oh, ow = gy.shape[2:]
+        gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+        for i in range(kh):
+            for j in range(kw):                                            # windows may overlap: add
+                gx[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += gy * (self.argmax == i * kw + j)
+        return gx[:, :, ph:ph + h, pw:pw + w]
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Max over each KxK window; stride defaults to the kernel size (PyTorch's rule)."""
     kernel = _pair(kernel_size)
     stride = kernel if stride is None else _pair(stride, "stride")
-    return MaxPool2d(kernel, stride, _pair(padding, "padding"))(x)
+    return _choose(MaxPool2dFunction, _data(x))(kernel, stride, _pair(padding, "padding"))(x)
 
 
 # ---------------------------------------------------------------------------------------------------
 # ReLU and dropout
 # ---------------------------------------------------------------------------------------------------
-class ReLU(Function):
+class ReLUFunction(Function):
     """max(x, 0), any shape. Keeps the output: its positive entries are where the gradient passes."""
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
-        y = self.y = xp.empty_like(x)  # same memory order as x
-        _elementwise(xp, lambda i: xp.maximum(x[i], 0, out=y[i]), x)
-        return y
+        self.y = backend.get_array_module(x).maximum(x, 0)
+        return self.y
 
     def backward(self, gy):
-        xp = backend.get_array_module(gy)
-        gx = xp.empty_like(gy)
-        _elementwise(xp, lambda i: xp.multiply(gy[i], self.y[i] > 0, out=gx[i]), gy)
-        return gx
+        return gy * (self.y > 0)
 
 
 def relu(x):
-    return ReLU()(x)
+    return _choose(ReLUFunction, _data(x))()(x)
 
 
-class Dropout(Function):
-    """Inverted dropout, any shape: y = x * keep / (1 - p), keep ~ Bernoulli(1 - p) from the device's
-    seeded generator. Keeps the boolean mask (one byte per element) for backward."""
+class DropoutFunction(Function):
+    """Inverted dropout, any shape: y = x * keep / (1 - p), keep ~ Bernoulli(1 - p) drawn as
+    `uniform >= p` from the device's seeded generator. Keeps the boolean mask for backward."""
 
     def __init__(self, p):
         self.p = p
 
     def forward(self, x):
-        xp = backend.get_array_module(x)
         rng = backend.get_generator(backend.device_of(x))
-        # the mask lies in memory like x, so the elementwise passes below read both in order
-        draws = _in_order(lambda s: rng.random(s, dtype=np.float32), x.shape, _memory_order(x))
-        self.keep = draws >= np.float32(self.p)
-        self.scale = xp.asarray(1.0 / (1.0 - self.p), dtype=x.dtype)
-        y = x * self.keep
-        y *= self.scale
-        return y
+        self.keep = rng.random(x.shape, dtype=np.float32) >= np.float32(self.p)
+        self.scale = x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self.keep * self.scale
 
     def backward(self, gy):
-        gx = gy * self.keep
-        gx *= self.scale
-        return gx
+        return gy * self.keep * self.scale
 
 
 def dropout(x, p=0.5, training=True):
@@ -387,44 +314,41 @@ def dropout(x, p=0.5, training=True):
         return x if isinstance(x, Tensor) else Tensor(x)
     if p == 1.0:
         return x * 0.0
-    return Dropout(float(p))(x)
+    return _choose(DropoutFunction, _data(x))(float(p))(x)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Linear
 # ---------------------------------------------------------------------------------------------------
-class Linear(Function):
+def _check_linear_inputs(x, weight):
+    if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {tuple(x.shape)} does not fit weight of shape {tuple(weight.shape)} "
+            f"(expected input (N, {weight.shape[1] if weight.ndim == 2 else '?'})). Flatten the input first "
+            "or fix in_features."
+        )
+
+
+class LinearFunction(Function):
     """x (N, in), weight (out, in), bias (out,) -> y (N, out) = x @ weight^T + bias."""
 
     def forward(self, x, weight, bias=None):
-        if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
-            raise ValueError(
-                f"linear: input of shape {tuple(x.shape)} does not fit weight of shape {tuple(weight.shape)} "
-                f"(expected input (N, {weight.shape[1] if weight.ndim == 2 else '?'})). Flatten the input first "
-                "or fix in_features."
-            )
+        _check_linear_inputs(x, weight)
         self.x = x if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
-        # (weight @ x^T)^T: the same numbers as x @ weight^T, but BLAS walks the big weight matrix once,
-        # in the order it lies in memory (4096x4096 on 2 cores: ~31 ms instead of ~37). y lies in memory
-        # as (out, N), batch innermost like the convolutions' outputs; backward keeps that layout.
-        y = (weight @ x.T).T
-        if bias is not None:
-            y += bias
-        return y
+        y = x @ weight.T                                                   # (N, out)
+        return y if bias is None else y + bias
 
-    def backward(self, gy):
-        gx = (self.weight.T @ gy.T).T if self.needs_input_grad[0] else None  # in forward's layout
-        gw = None
-        if self.needs_input_grad[1]:  # into last step's gradient array when free (see grad_buffer)
-            gw = backend.get_array_module(gy).matmul(gy.T, self.x, out=self.grad_buffer(1))
-        gb = gy.sum(axis=0) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
+    def backward(self, gy):                                                # gy (N, out)
+        gx = gy @ self.weight if self.needs_input_grad[0] else None        # (N, in)
+        gw = gy.T @ self.x if self.needs_input_grad[1] else None           # (out, in)
+        gb = gy.sum(axis=0) if _wants(self, 2) else None                   # (out,)
         return gx, gw, gb
 
 
 def linear(x, weight, bias=None):
     """y = x @ weight^T + bias, with weight (out_features, in_features) as in PyTorch."""
-    fn = Linear()
+    fn = _choose(LinearFunction, _data(x))()
     return fn(x, weight) if bias is None else fn(x, weight, bias)
 
 
@@ -442,7 +366,7 @@ def _log_softmax_array(x, axis):
     return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
 
 
-class LogSoftmax(Function):
+class LogSoftmaxFunction(Function):
     """x (any shape) -> log softmax along `axis`. Keeps the output."""
 
     def __init__(self, axis):
@@ -457,7 +381,7 @@ class LogSoftmax(Function):
         return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
 
 
-class Softmax(Function):
+class SoftmaxFunction(Function):
     """x (any shape) -> softmax along `axis`. Keeps the output."""
 
     def __init__(self, axis):
@@ -472,14 +396,14 @@ class Softmax(Function):
 
 
 def log_softmax(x, dim=-1):
-    return LogSoftmax(dim)(x)
+    return LogSoftmaxFunction(dim)(x)
 
 
 def softmax(x, dim=-1):
-    return Softmax(dim)(x)
+    return SoftmaxFunction(dim)(x)
 
 
-class CrossEntropy(Function):
+class CrossEntropyFunction(Function):
     """logits (N, C), labels (N,) integers in [0, C) -> mean over the batch of -log softmax[label].
 
     Backward: (softmax - one_hot(labels)) / N, in the logits' dtype (float32 stays float32).
@@ -488,15 +412,15 @@ class CrossEntropy(Function):
     def forward(self, logits, labels):
         xp = backend.get_array_module(logits)
         n = logits.shape[0]
-        logp = _log_softmax_array(logits, axis=1)
+        logp = _log_softmax_array(logits, axis=1)                         # (N, C)
         self.logp, self.labels = logp, labels
-        picked = logp[xp.arange(n), labels]
+        picked = logp[xp.arange(n), labels]                                # (N,)
         return -(picked.sum() / logits.dtype.type(n))
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
         n = self.logp.shape[0]
-        g = xp.exp(self.logp)
+        g = xp.exp(self.logp)                                              # softmax (N, C)
         g[xp.arange(n), self.labels] -= 1
         g *= gy / g.dtype.type(n)
         return g, None
@@ -519,7 +443,7 @@ def cross_entropy(logits, labels):
         if low < 0 or high >= logits.shape[1]:
             raise ValueError(f"cross_entropy: label {low if low < 0 else high} is out of range for "
                              f"{logits.shape[1]} classes (logits {logits.shape})")
-    return CrossEntropy()(logits, labels)
+    return CrossEntropyFunction()(logits, labels)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -537,7 +461,7 @@ def _channel_window_sum(a, before, after):
     return out
 
 
-class LocalResponseNorm(Function):
+class LocalResponseNormFunction(Function):
     """x (N, C, ...) -> x / (k + alpha/size * sum of x^2 over `size` neighbouring channels)^beta.
 
     PyTorch's definition: the window of channel c is c - size//2 .. c + (size-1)//2, zero-padded.
@@ -567,4 +491,4 @@ class LocalResponseNorm(Function):
 
 def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     """Local response normalization across channels (AlexNet's, used by VGG A-LRN); PyTorch's formula."""
-    return LocalResponseNorm(int(size), float(alpha), float(beta), float(k))(x)
+    return LocalResponseNormFunction(int(size), float(alpha), float(beta), float(k))(x)

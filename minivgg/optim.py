@@ -7,27 +7,24 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, cpu
 from .autograd import no_grad
 
 _CHUNK = 1 << 17  # elements per piece (512 KB of float32) when an update is split across CPU threads
 
 
 def _in_pieces(update, *arrays):
-    """Call update(*arrays) — in place, elementwise — piece by piece on the CPU threads for large arrays.
-
-    One NumPy thread cannot saturate memory bandwidth, and pieces of 512 KB per array stay in a core's
-    cache across the update's several passes (measured on VGG's 18 million weights, 2 cores: SGD with
-    Nesterov momentum 26 ms with these pieces, 35 ms with 4 MB pieces, Adam 45 vs 60 ms). On the GPU (and
-    for small or non-contiguous arrays) it is one plain call: same arithmetic, same result.
+    """Call update(*arrays) — in place, elementwise — once, or, under the fast kernels on the CPU, piece
+    by piece on the CPU threads for large arrays: pieces of 512 KB per array stay in a core's cache
+    across the update's several passes. Same arithmetic, same result either way.
     """
-    if (backend.get_array_module(arrays[0]) is not np or arrays[0].size < 4 * _CHUNK
-            or not all(a.flags.c_contiguous for a in arrays)):
+    if (backend.get_kernels() != "fast" or backend.get_array_module(arrays[0]) is not np
+            or arrays[0].size < 4 * _CHUNK or not all(a.flags.c_contiguous for a in arrays)):
         update(*arrays)
         return
     flats = [a.reshape(-1) for a in arrays]
     pieces = [slice(i, i + _CHUNK) for i in range(0, arrays[0].size, _CHUNK)]
-    backend.parallel_map(lambda s: update(*[f[s] for f in flats]), pieces)
+    cpu.parallel_map(lambda s: update(*[f[s] for f in flats]), pieces)
 
 
 class Optimizer:

@@ -14,6 +14,13 @@ except ImportError:  # the crosscheck extra is optional
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed (pip install torch==2.13.0)")
 
 
+@pytest.fixture(autouse=True)
+def reference_kernels():
+    """These tests read the reference kernels (functional.py); tests/test_tiers.py ties the fast tier to them."""
+    with mv.kernels("reference"):
+        yield
+
+
 def t64(rng, *shape, requires_grad=True):
     return mv.tensor(rng.standard_normal(shape), dtype="float64", requires_grad=requires_grad)
 
@@ -108,12 +115,6 @@ def test_max_pool_ties_send_gradient_once():
     assert g.sum() == 4 and g[0, 0] == 1 and g[0, 1] == 0 and g[1, 0] == 0  # the first maximum of each window
 
 
-def test_max_pool_keeps_compact_argmax():
-    x = mv.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), requires_grad=True)
-    y = F.max_pool2d(x, 2)
-    assert y.creator.argmax.dtype == np.uint8 and y.creator.argmax.shape == (2, 3, 4, 4)
-
-
 def test_relu_linear_softmax_lrn_gradcheck(rng):
     assert mv.gradcheck(F.relu, [t64(rng, 3, 4)])
     assert mv.gradcheck(lambda a, w, b: F.linear(a, w, b), [t64(rng, 3, 4), t64(rng, 5, 4), t64(rng, 5)])
@@ -168,24 +169,6 @@ def test_dropout_repeatable_under_manual_seed():
     mv.manual_seed(42)
     b = F.dropout(x, 0.5).numpy()
     np.testing.assert_array_equal(a, b)
-
-
-def test_dense_layers_keep_batch_innermost_layout_through_dropout(rng):
-    """Linear writes its output as (out, N) in memory (the big weight is walked once); dropout's mask
-    and both gradients follow that layout, and the numbers are those of x @ W^T."""
-    x = mv.tensor(rng.standard_normal((8, 6)).astype(np.float32), requires_grad=True)
-    w = mv.tensor(rng.standard_normal((5, 6)).astype(np.float32), requires_grad=True)
-    h = F.linear(x, w)
-    np.testing.assert_allclose(h.numpy(), x.numpy() @ w.numpy().T, rtol=1e-5, atol=1e-5)
-    assert h.data.flags.f_contiguous
-    mv.manual_seed(0)
-    y = F.dropout(h, 0.5)
-    assert y.data.flags.f_contiguous
-    keep = y.numpy() != 0
-    np.testing.assert_allclose(y.numpy()[keep], 2 * h.numpy()[keep], rtol=1e-6)
-    y.backward(mv.tensor(np.ones((8, 5), dtype=np.float32)))
-    np.testing.assert_allclose(x.grad.numpy(), (2 * keep) @ w.numpy(), rtol=1e-5, atol=1e-5)
-    assert x.grad.data.flags.f_contiguous
 
 
 def test_everything_stays_float32(rng):
@@ -320,81 +303,3 @@ def test_dropout_matches_torch_with_the_same_mask(shape, p, seed):
     tx = _torch(x)
     ty = tx * mask / (1 - p)  # PyTorch's inverted dropout with that mask
     _same_forward_and_backward(y, ty, [(xs, tx)], rng)
-
-
-@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
-def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
-    """Large CPU inputs are cut into channel slices run on threads (backend.parallel): forward and
-    backward must equal, bit for bit, the single-call result, including overlapping pooling windows."""
-    from minivgg import backend
-
-    x0 = rng.standard_normal((64, 8, 24, 24)).astype(np.float32)  # 294,912 elements: above the threshold
-    w0 = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
-    calls = []  # one entry per part handed to a pool thread (the calling thread runs the other part)
-    threads = backend._thread_pool()
-
-    class CountingPool:
-        def submit(self, fn, part):
-            calls.append(part)
-            return threads.submit(fn, part)
-
-    monkeypatch.setattr(backend, "_thread_pool", CountingPool)
-    monkeypatch.setattr(backend, "CPU_THREADS", 2)  # split even on a one-core machine
-    gy = None
-    results = []
-    for min_size in (backend.PARALLEL_MIN_SIZE, 1 << 62):
-        monkeypatch.setattr(backend, "PARALLEL_MIN_SIZE", min_size)
-        x, w = mv.tensor(x0, requires_grad=True), mv.tensor(w0, requires_grad=True)
-        y = F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), **pool)
-        gy = rng.standard_normal(y.shape).astype(np.float32) if gy is None else gy
-        y.backward(mv.tensor(gy))
-        results.append([y.numpy(), x.grad.numpy(), w.grad.numpy()])
-        if min_size == 1 << 62:
-            assert calls == [], "nothing should be split above the threshold"
-        else:
-            assert len(calls) >= 5  # conv, relu, pool: forward and backward
-            assert all(0 < part.start < part.stop for part in calls)  # the second half went to a thread
-            calls.clear()
-    for threaded, single in zip(*results):
-        np.testing.assert_array_equal(threaded, single)
-
-
-def test_parallel_covers_every_part_and_waits_for_all_before_raising(monkeypatch):
-    """backend.parallel runs one part on the calling thread and the rest on the pool: together they
-    cover the range once, and an error in any part is raised only after every part has finished."""
-    import threading
-    import time
-
-    from minivgg import backend
-
-    monkeypatch.setattr(backend, "CPU_THREADS", 3)
-    monkeypatch.setattr(backend, "PARALLEL_MIN_SIZE", 0)
-    parts = []
-    backend.parallel(np, lambda part: parts.append((part, threading.current_thread().name)), 10, 10)
-    assert sorted((p.start, p.stop) for p, _ in parts) == [(0, 3), (3, 6), (6, 10)]
-    assert {name for p, name in parts if p.start == 0} == {threading.current_thread().name}
-
-    finished = []
-
-    def work(part):
-        if part.start == 0:
-            raise RuntimeError("part 0 failed")
-        time.sleep(0.05)
-        finished.append(part.start)
-
-    with pytest.raises(RuntimeError, match="part 0 failed"):
-        backend.parallel(np, work, 10, 10)
-    assert sorted(finished) == [3, 6]
-
-
-def test_allocator_tuning_applies_on_glibc_and_respects_the_user(monkeypatch):
-    """glibc's mallopt keeps freed blocks for reuse (fewer page faults per step); a threshold the user
-    set through MALLOC_MMAP_THRESHOLD_ is left alone."""
-    import platform
-
-    from minivgg import backend
-
-    if platform.libc_ver()[0] == "glibc":
-        assert backend.keep_freed_memory_for_reuse() is True
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
-    assert backend.keep_freed_memory_for_reuse() is False

@@ -1,0 +1,232 @@
+"""The fast tier: CPU variants of the reference kernels in functional.py, computing the same numbers.
+
+Each class here subclasses the reference op of the same name and says what it does differently and
+why. They run on NumPy arrays when `minivgg.get_kernels() == "fast"` (the default); functional.py picks
+them (`VARIANTS`), and tests/test_tiers.py checks each against its reference. The tricks, in short:
+
+- Batch innermost. Convolution outputs stay in memory as (K, OH, OW, N), viewed as (N, K, OH, OW). The
+  next im2col then copies runs of OW*N values instead of OW, which matters once maps are 4x4 or 2x2,
+  and the convolution's backward reads the gradient in that order for free.
+- Threads. NumPy runs an elementwise loop on one core; large kernels here cut their work into channel
+  slices run on the CPU thread pool (`minivgg.cpu.parallel`).
+- Outputs keep their input's memory order, so elementwise passes read both arrays in order.
+"""
+import numpy as np
+
+from . import cpu
+from . import functional as F
+
+
+def memory_order(array):
+    """The axes of `array` from the largest stride to the smallest (its layout in memory)."""
+    return tuple(sorted(range(array.ndim), key=lambda a: -array.strides[a]))
+
+
+def _in_order(make, shape, order):
+    """An array of `shape` laid out in memory in axis order `order`: make(the shape listed in that order),
+    viewed with its axes put back (a view, no copy)."""
+    return make([shape[a] for a in order]).transpose(np.argsort(order))
+
+
+def _elementwise(fn, like):
+    """Call fn(index) for index tuples that slice `like`'s outermost memory axis into parts, run on CPU
+    threads when large; fn must write only the part it is given."""
+    if like.ndim == 0:
+        fn(Ellipsis)
+        return
+    axis = memory_order(like)[0]
+    lead = (slice(None),) * axis
+    cpu.parallel(lambda part: fn(lead + (part,)), like.shape[axis], like.size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# im2col with the batch innermost
+# ---------------------------------------------------------------------------------------------------
+def im2col_batch_last(x, kernel, stride, padding):
+    """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): the reference im2col with columns ordered (oh, ow, n).
+
+    Images are held as (C, H, W, N), so each of the KH*KW strided copies moves runs of OW*N values;
+    only the padding border is zeroed, and channel slices run on threads.
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
+    padded = np.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    col = np.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
+
+    def unroll(cs):  # channels cs; channels are independent
+        padded[cs, ph:ph + h, pw:pw + w, :] = x[:, cs].transpose(1, 2, 3, 0)
+        _zero_border(padded[cs], ph, pw)
+        for i in range(kh):
+            for j in range(kw):
+                col[cs, i, j] = padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :]
+
+    cpu.parallel(unroll, c, col.size)
+    return col.reshape(c * kh * kw, oh * ow * n)
+
+
+def _zero_border(padded, ph, pw):
+    """Zero the padding rows and columns of a (C, H + 2ph, W + 2pw, N) buffer (cheaper than zeroing it all)."""
+    if ph:
+        padded[:, :ph] = 0
+        padded[:, -ph:] = 0
+    if pw:
+        padded[:, :, :pw] = 0
+        padded[:, :, -pw:] = 0
+
+
+def col2im_batch_last(col, input_shape, kernel, stride, padding):
+    """col (C*KH*KW, OH*OW*N) -> (N, C, H, W): the adjoint of im2col_batch_last.
+
+    The result is a (N, C, H, W) view of a (C, H, W, N) buffer, like the convolution's output.
+    """
+    n, c, h, w = input_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
+    col = col.reshape(c, kh, kw, oh, ow, n)
+    padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
+
+    def fold(cs):  # channels cs
+        for i in range(kh):
+            for j in range(kw):
+                padded[cs, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += col[cs, i, j]
+
+    cpu.parallel(fold, c, col.size)
+    return padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The ops
+# ---------------------------------------------------------------------------------------------------
+class Conv2dFunction(F.Conv2dFunction):
+    """The reference convolution on batch-innermost columns: the product W (K, C*KH*KW) @ col gives
+    (K, OH*OW*N), returned as a (N, K, OH, OW) view without a copy."""
+
+    def forward(self, x, weight, bias=None):
+        F._check_conv_inputs(x, weight)
+        n, k = x.shape[0], weight.shape[0]
+        self.kernel = weight.shape[2:]
+        oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
+        col = im2col_batch_last(x, self.kernel, self.stride, self.padding)
+        y = (weight.reshape(k, -1) @ col).reshape(k, oh, ow, n)
+        if bias is not None:
+            y += bias.reshape(k, 1, 1, 1)
+        self.col = col if self.needs_input_grad[1] else None
+        self.weight = weight if self.needs_input_grad[0] else None
+        self.x_shape = x.shape
+        return y.transpose(3, 0, 1, 2)
+
+    def backward(self, gy):
+        k = gy.shape[1]
+        g = gy.transpose(1, 2, 3, 0).reshape(k, -1)  # (K, OH*OW*N): free when gy kept forward's order
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gcol = self.weight.reshape(k, -1).T @ g
+            gx = col2im_batch_last(gcol, self.x_shape, self.kernel, self.stride, self.padding)
+        if self.needs_input_grad[1]:
+            gw = (g @ self.col.T).reshape(k, -1, *self.kernel)
+        if F._wants(self, 2):
+            gb = g.sum(axis=1)
+        return gx, gw, gb
+
+
+class MaxPool2dFunction(F.MaxPool2dFunction):
+    """The reference max-pooling without the (N, C, KH*KW, OH, OW) window array: a running maximum over
+    the KH*KW offsets, and the winning offset kept as one byte per output (a compact argmax), updated
+    with arithmetic rather than a boolean-mask scatter. Channel slices run on threads; outputs keep the
+    input's memory order."""
+
+    def _windows(self, oh, ow):
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        for i in range(kh):
+            for j in range(kw):
+                yield i * kw + j, (Ellipsis, slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+
+    def forward(self, x):
+        F._check_pool(x, self.kernel, self.padding)
+        (kh, kw), (ph, pw) = self.kernel, self.padding
+        oh, ow = F._output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        n, c, h, w = x.shape
+        if ph or pw:
+            padded = np.full((n, c, h + 2 * ph, w + 2 * pw), -np.inf, dtype=x.dtype)
+            padded[:, :, ph:ph + h, pw:pw + w] = x
+        else:
+            padded = x
+        layout = memory_order(padded)
+        best = _in_order(lambda s: np.empty(s, dtype=x.dtype), (n, c, oh, ow), layout)
+        index_type = np.uint8 if kh * kw < 256 else np.int32
+        argmax = _in_order(lambda s: np.empty(s, dtype=index_type), (n, c, oh, ow), layout)
+
+        def pool(cs):  # channels cs; channels are independent
+            top, where, source = best[:, cs], argmax[:, cs], padded[:, cs]
+            for offset, window in self._windows(oh, ow):
+                values = source[window]
+                if offset == 0:
+                    top[...] = values
+                    where[...] = 0
+                    continue
+                better = values > top  # strict: the first maximum keeps the gradient
+                np.maximum(top, values, out=top)
+                where *= ~better  # clear the slots where a new maximum appeared...
+                where += better * where.dtype.type(offset)  # ...and write this offset there
+
+        cpu.parallel(pool, c, padded.size)
+        self.argmax, self.padded_shape, self.x_shape = argmax, padded.shape, x.shape
+        self.x_layout = memory_order(x)
+        return best
+
+    def backward(self, gy):
+        (ph, pw), (h, w) = self.padding, self.x_shape[2:]
+        gx = _in_order(lambda s: np.zeros(s, dtype=gy.dtype), self.padded_shape, self.x_layout)
+        oh, ow = gy.shape[-2:]
+        overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
+
+        def route(cs):  # channels cs
+            g, where, target = gy[:, cs], self.argmax[:, cs], gx[:, cs]
+            for offset, window in self._windows(oh, ow):
+                if overlapping:  # a position can be the maximum of several windows: add
+                    target[window] += g * (where == offset)
+                else:  # each position is in one window at most: write straight into gx
+                    np.multiply(g, where == offset, out=target[window])
+
+        cpu.parallel(route, gy.shape[1], gx.size)
+        return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
+
+
+class ReLUFunction(F.ReLUFunction):
+    """The reference ReLU in slices on threads, each output in its input's memory order."""
+
+    def forward(self, x):
+        y = self.y = np.empty_like(x)  # same memory order as x
+        _elementwise(lambda i: np.maximum(x[i], 0, out=y[i]), x)
+        return y
+
+    def backward(self, gy):
+        gx = np.empty_like(gy)
+        _elementwise(lambda i: np.multiply(gy[i], self.y[i] > 0, out=gx[i]), gy)
+        return gx
+
+
+class LinearFunction(F.LinearFunction):
+    """The reference linear layer computed as (W @ x^T)^T: the same numbers as x @ W^T, but BLAS walks
+    the large weight matrix once in the order it lies in memory. y lies in memory as (out, N), batch
+    innermost like the convolutions' outputs; backward keeps that layout."""
+
+    def forward(self, x, weight, bias=None):
+        F._check_linear_inputs(x, weight)
+        self.x = x if self.needs_input_grad[1] else None
+        self.weight = weight if self.needs_input_grad[0] else None
+        y = (weight @ x.T).T
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, gy):
+        gx = (self.weight.T @ gy.T).T if self.needs_input_grad[0] else None  # in forward's layout
+        gw = gy.T @ self.x if self.needs_input_grad[1] else None
+        gb = gy.sum(axis=0) if F._wants(self, 2) else None
+        return gx, gw, gb
+
+
+VARIANTS = {F.Conv2dFunction: Conv2dFunction, F.MaxPool2dFunction: MaxPool2dFunction,
+            F.ReLUFunction: ReLUFunction, F.LinearFunction: LinearFunction}

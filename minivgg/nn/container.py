@@ -1,0 +1,43 @@
+"""`Sequential`, and `call_layer`, which names the layer a shape error comes from."""
+from .module import Module
+
+
+def call_layer(module, name, x):
+    """module(x), with a shape error re-raised naming the layer (and, nested, the path to it)."""
+    try:
+        return module(x)
+    except ValueError as exc:
+        raise ValueError(f"{type(module).__name__} ({name}) cannot take input of shape {tuple(x.shape)}: "
+                         f"{exc}") from None
+
+
+class Sequential(Module):
+    """Modules applied one after another. Iterable and indexable: `for blk in net: X = blk(X)`."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
+            setattr(self, str(i), m)
+
+    def forward(self, x):
+        for name, m in self._modules.items():
+            x = call_layer(m, name, x)
+        return x
+
+    def append(self, module):
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, index):
+        items = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*items[index])
+        return items[index]

@@ -1,0 +1,46 @@
+"""Convolution layers: `Conv2d` and `LazyConv2d`, which reads in_channels from its first input."""
+import math
+
+from .. import functional as F
+from . import init
+from .lazy import _Lazy, create_weight_and_bias
+from .module import Module
+
+
+class Conv2d(Module):
+    """2-D convolution: (N, in_channels, H, W) -> (N, out_channels, OH, OW). Weight (out, in, KH, KW).
+
+    Default values as in PyTorch: weight and bias uniform in +-1/sqrt(fan_in)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = F._pair(kernel_size)
+        self.stride, self.padding = F._pair(stride, "stride"), F._pair(padding, "padding")
+        create_weight_and_bias(self, bias)
+
+    def _parameter_shapes(self):
+        return {"weight": (self.out_channels, self.in_channels) + self.kernel_size, "bias": (self.out_channels,)}
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(init.fans(self.weight)[0])
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}")
+
+
+class LazyConv2d(_Lazy, Conv2d):
+    """Conv2d whose in_channels is taken from the first input (D2L's choice)."""
+
+    def __init__(self, out_channels, kernel_size, stride=1, padding=0, bias=True):
+        Conv2d.__init__(self, None, out_channels, kernel_size, stride, padding, bias)
+
+    def _read_input_size(self, x):
+        self.in_channels = x.shape[1]

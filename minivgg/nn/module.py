@@ -1,0 +1,233 @@
+"""`Module`, the base class of every layer and network, and `Parameter`, the tensor a Module learns."""
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, Tensor, _HookHandle
+
+
+class Parameter(Tensor):
+    """A tensor a Module learns: requires grad by default and is listed by `Module.parameters()`."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    @property
+    def is_materialized(self):
+        """False for the placeholder weight of a lazy layer before its first call."""
+        return not getattr(self, "_lazy", False)
+
+    def __repr__(self):
+        if not self.is_materialized:
+            return "Parameter(<uninitialized: shape set by the first call>)"
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class _PassGradient(Function):
+    """Identity whose gradient a backward hook can watch (the gradient w.r.t. a module's input)."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, gy):
+        return gy
+
+
+class Module:
+    """Base class of every layer and network. Parameters and sub-modules assigned as attributes are
+    registered in definition order, so `named_parameters()` and `state_dict()` are stable."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_hooks", [])
+        object.__setattr__(self, "_backward_hooks", [])
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *inputs):
+        if self._backward_hooks:
+            inputs = tuple(_PassGradient()(x) if isinstance(x, Tensor) and x.requires_grad else x for x in inputs)
+        output = self.forward(*inputs)
+        for hook in list(self._forward_hooks):
+            replaced = hook(self, inputs, output)
+            if replaced is not None:
+                output = replaced
+        if self._backward_hooks and isinstance(output, Tensor) and output.requires_grad:
+            self._watch_gradients(inputs, output)
+        return output
+
+    def _watch_gradients(self, inputs, output):
+        """Call each backward hook with (module, grad_inputs, grad_outputs) once both are known."""
+        watched = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+        seen = {"out": None, "inputs": {}}
+
+        def fire():
+            grads_in = tuple(seen["inputs"].get(i) for i in range(len(watched)))
+            for hook in list(self._backward_hooks):
+                hook(self, grads_in, (seen["out"],))
+
+        def on_output(grad):
+            seen["out"] = grad
+            if not watched:
+                fire()
+
+        def make_on_input(i):
+            def on_input(grad):
+                seen["inputs"][i] = grad
+                if len(seen["inputs"]) == len(watched):
+                    fire()
+            return on_input
+
+        output.register_hook(on_output)
+        for i, x in enumerate(watched):
+            x.register_hook(make_on_input(i))
+
+    def register_forward_hook(self, fn):
+        """`fn(module, inputs, output)` after every forward; a returned value replaces the output."""
+        self._forward_hooks.append(fn)
+        return _HookHandle(self._forward_hooks, fn)
+
+    def register_backward_hook(self, fn):
+        """`fn(module, grad_inputs, grad_outputs)` during backward, when the gradients w.r.t. the module's
+        inputs and output are known (tuples of Tensors; None for inputs that need no gradient)."""
+        self._backward_hooks.append(fn)
+        return _HookHandle(self._backward_hooks, fn)
+
+    # ---- traversal ----------------------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) in definition order, e.g. ('0.0.weight', ...)."""
+        for name, p in self._parameters.items():
+            yield (f"{prefix}.{name}" if prefix else name), p
+        for name, child in self._modules.items():
+            yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def apply(self, fn):
+        """Call fn(module) on every sub-module and then on self (PyTorch's order)."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ---- modes, devices, gradients --------------------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device):
+        """Move every parameter (and its gradient) to `device`, in place. Returns self.
+
+        Recursive, so that a sub-module that keeps more on a device than its parameters (a lazy layer)
+        can extend it."""
+        for p in self._parameters.values():
+            p.data = backend.to_device(p.data, device)
+            if p.grad is not None:
+                p.grad = Tensor(backend.to_device(p.grad.data, device))
+        for child in self._modules.values():
+            child.to(device)
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        """Forget every parameter's gradient (`.grad = None`), or with set_to_none=False fill each existing
+        gradient with zeros in place, as PyTorch does."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.data[...] = 0
+
+    def num_parameters(self):
+        self._check_materialized("num_parameters")
+        return int(sum(p.size for p in self.parameters()))
+
+    def _check_materialized(self, what):
+        lazy = [name for name, p in self.named_parameters() if not p.is_materialized]
+        if lazy:
+            raise RuntimeError(f"{what}: {', '.join(lazy)} belong to lazy layers not yet called; run one "
+                               "forward pass first (e.g. net(x) or minivgg.summary(net, input_shape))")
+
+    # ---- state ----------------------------------------------------------------------------------
+    def state_dict(self):
+        """{dotted name: array} for every parameter, in definition order (the arrays themselves)."""
+        self._check_materialized("state_dict")
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Copy arrays (or Tensors) into the parameters, onto each parameter's device. Lazy layers take
+        the stored shape. Raises naming every missing or unexpected key and every shape mismatch."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        for name, p in own.items():
+            if name in state and p.is_materialized:
+                shape = tuple(getattr(state[name], "shape", ()))
+                if shape != p.shape:
+                    problems.append(f"{name}: checkpoint has shape {shape}, the model has {p.shape}")
+        if problems:
+            raise KeyError(f"load_state_dict({type(self).__name__}): " + "; ".join(problems)
+                           + ". Build the model with the same architecture as the one saved.")
+        for name, p in own.items():
+            value = state[name]
+            value = value.data if isinstance(value, Tensor) else value
+            device = p.device if p.is_materialized else getattr(self._owner_of(name), "device", "cpu")
+            p.data = backend.to_device(backend.get_array_module(value).array(value, dtype=np.float32, copy=True),
+                                       device)
+            p._lazy = False
+        return self
+
+    def _owner_of(self, dotted):
+        module = self
+        for part in dotted.split(".")[:-1]:
+            module = module._modules[part]
+        return module
+
+    # ---- printing -------------------------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if not self._modules:
+            return lines[0] + ")"
+        for name, child in self._modules.items():
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"

@@ -1,0 +1,17 @@
+"""Normalization layers: `LocalResponseNorm`."""
+from .. import functional as F
+from .module import Module
+
+
+class LocalResponseNorm(Module):
+    """Cross-channel normalization of AlexNet, used by the paper's configuration A-LRN."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x):
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"

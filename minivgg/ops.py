@@ -1,0 +1,498 @@
+"""The elementwise, reduction and shape ops of the engine: each a `Function` subclass (forward and
+backward side by side, shapes in the docstring) followed by its snake_case wrapper.
+
+`sum`, `max` and `pow` are named like `torch.sum`, `torch.max` and `torch.pow` so that code carries over;
+inside this module they shadow Python's builtins, which it therefore does not use.
+"""
+import numpy as np
+
+from . import backend
+from .autograd import Function, Tensor, _as_tensor
+
+
+def sum_to(g, shape):
+    """Sum a broadcast gradient `g` back down to `shape` (the adjoint of broadcasting)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and g.shape[i + lead] != 1)
+    g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def _broadcast_shapes(op, a, b):
+    try:
+        return np.broadcast_shapes(a, b)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a} and {b} cannot be broadcast together") from None
+
+
+class _Binary(Function):
+    def forward(self, a, b):
+        _broadcast_shapes(self.name, a.shape, b.shape)
+        self.shapes = (a.shape, b.shape)
+        return self.compute(a, b)
+
+
+class Add(_Binary):
+    """a (broadcastable) + b -> broadcast shape."""
+
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        sa, sb = self.shapes
+        return (sum_to(gy, sa) if self.needs_input_grad[0] else None,
+                sum_to(gy, sb) if self.needs_input_grad[1] else None)
+
+
+def add(a, b):
+    return Add()(a, b)
+
+
+class Sub(_Binary):
+    """a - b -> broadcast shape."""
+
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        sa, sb = self.shapes
+        return (sum_to(gy, sa) if self.needs_input_grad[0] else None,
+                sum_to(-gy, sb) if self.needs_input_grad[1] else None)
+
+
+def sub(a, b):
+    return Sub()(a, b)
+
+
+class Mul(_Binary):
+    """a * b -> broadcast shape. Keeps the other factor of each input that needs a gradient."""
+
+    def compute(self, a, b):
+        self.a = a if self.needs_input_grad[1] else None
+        self.b = b if self.needs_input_grad[0] else None
+        return a * b
+
+    def backward(self, gy):
+        sa, sb = self.shapes
+        return (sum_to(gy * self.b, sa) if self.needs_input_grad[0] else None,
+                sum_to(gy * self.a, sb) if self.needs_input_grad[1] else None)
+
+
+def mul(a, b):
+    return Mul()(a, b)
+
+
+class Div(_Binary):
+    """a / b -> broadcast shape."""
+
+    def compute(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        sa, sb = self.shapes
+        ga = sum_to(gy / self.b, sa) if self.needs_input_grad[0] else None
+        gb = sum_to(-gy * self.a / (self.b * self.b), sb) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+def div(a, b):
+    return Div()(a, b)
+
+
+class Pow(Function):
+    """x ** c for a constant exponent c (a number) -> x's shape."""
+
+    def __init__(self, exponent):
+        self.c = exponent
+
+    def forward(self, x):
+        self.x = x
+        return x ** self.c
+
+    def backward(self, gy):
+        return gy * self.c * self.x ** (self.c - 1)
+
+
+def pow(x, exponent):
+    if isinstance(exponent, Tensor):
+        raise TypeError("pow: the exponent must be a number; for a tensor exponent use exp(b * log(a))")
+    return Pow(exponent)(x)
+
+
+class Neg(Function):
+    """-x -> x's shape."""
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+def neg(x):
+    return Neg()(x)
+
+
+class Exp(Function):
+    """exp(x) -> x's shape. Keeps the output."""
+
+    def forward(self, x):
+        self.y = backend.get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y
+
+
+def exp(x):
+    return Exp()(x)
+
+
+class Log(Function):
+    """log(x) -> x's shape."""
+
+    def forward(self, x):
+        self.x = x
+        return backend.get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.x
+
+
+def log(x):
+    return Log()(x)
+
+
+class Sqrt(Function):
+    """sqrt(x) -> x's shape. Keeps the output."""
+
+    def forward(self, x):
+        self.y = backend.get_array_module(x).sqrt(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy / (2 * self.y)
+
+
+def sqrt(x):
+    return Sqrt()(x)
+
+
+class Tanh(Function):
+    """tanh(x) -> x's shape. Keeps the output."""
+
+    def forward(self, x):
+        self.y = backend.get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+def tanh(x):
+    return Tanh()(x)
+
+
+class Sigmoid(Function):
+    """1 / (1 + exp(-x)) -> x's shape, computed as 0.5 tanh(x/2) + 0.5 (no overflow). Keeps the output."""
+
+    def forward(self, x):
+        self.y = backend.get_array_module(x).tanh(x * 0.5) * 0.5 + 0.5
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+def sigmoid(x):
+    return Sigmoid()(x)
+
+
+class MatMul(Function):
+    """a (..., n, k) @ b (..., k, m) -> (..., n, m); 1-D operands as in NumPy."""
+
+    def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"matmul: operands must have at least one dimension, got {a.shape} @ {b.shape}")
+        ka = a.shape[-1]
+        kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
+        if ka != kb:
+            raise ValueError(
+                f"matmul: shapes {a.shape} @ {b.shape} do not fit: the last dimension of the first ({ka}) must "
+                f"equal the {'second-to-last' if b.ndim > 1 else 'only'} dimension of the second ({kb})"
+            )
+        self.a = a if self.needs_input_grad[1] else None
+        self.b = b if self.needs_input_grad[0] else None
+        self.shapes = (a.shape, b.shape)
+        return a @ b
+
+    def backward(self, gy):
+        sa, sb = self.shapes
+        xp = backend.get_array_module(gy)
+        a_ = self.a if self.a is None or self.a.ndim > 1 else self.a[None, :]
+        b_ = self.b if self.b is None or self.b.ndim > 1 else self.b[:, None]
+        g = gy
+        if len(sa) == 1:
+            g = xp.expand_dims(g, -2)
+        if len(sb) == 1:
+            g = xp.expand_dims(g, -1)
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = g @ xp.swapaxes(b_, -1, -2)
+            ga = sum_to(ga, sa if len(sa) > 1 else (1,) + sa).reshape(sa)
+        if self.needs_input_grad[1]:
+            gb = xp.swapaxes(a_, -1, -2) @ g
+            gb = sum_to(gb, sb if len(sb) > 1 else sb + (1,)).reshape(sb)
+        return ga, gb
+
+
+def matmul(a, b):
+    return MatMul()(a, b)
+
+
+def _normalize_axis(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+
+
+def _expand_reduced(g, shape, axes, keepdims):
+    """Put back the reduced axes of a reduction's gradient, so it broadcasts against the input."""
+    if not keepdims:
+        for a in axes:
+            g = backend.get_array_module(g).expand_dims(g, a)
+    return g
+
+
+class Sum(Function):
+    """x.sum(axis, keepdims) -> x's shape without (or with size 1 on) the summed axes."""
+
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.axes = _normalize_axis(self.axis, x.ndim)
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        g = _expand_reduced(gy, self.shape, self.axes, self.keepdims)
+        return backend.get_array_module(g).broadcast_to(g, self.shape)
+
+
+def sum(x, axis=None, keepdims=False):
+    return Sum(axis, keepdims)(x)
+
+
+class Mean(Sum):
+    """x.mean(axis, keepdims): a sum divided by the number of summed elements."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        self.count = int(np.prod([self.shape[a] for a in self.axes])) if self.axes else 1
+        return (y / self.count).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return super().backward(gy / self.count)
+
+
+def mean(x, axis=None, keepdims=False):
+    return Mean(axis, keepdims)(x)
+
+
+class Max(Function):
+    """x.max(axis, keepdims) -> reduced shape. Tied maxima share the gradient equally (like torch.amax)."""
+
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.axes = _normalize_axis(self.axis, x.ndim)
+        y = x.max(axis=self.axes, keepdims=True)
+        self.x, self.y_kept = x, y
+        return y if self.keepdims else y.reshape([n for i, n in enumerate(x.shape) if i not in self.axes])
+
+    def backward(self, gy):
+        g = _expand_reduced(gy, self.x.shape, self.axes, self.keepdims)
+        is_max = self.x == self.y_kept
+        share = is_max / is_max.sum(axis=self.axes, keepdims=True)
+        return (g * share).astype(self.x.dtype, copy=False)
+
+
+def max(x, axis=None, keepdims=False):
+    return Max(axis, keepdims)(x)
+
+
+class Reshape(Function):
+    """x -> the same elements in `shape` (one -1 allowed)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+def reshape(x, shape):
+    return Reshape(shape)(x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge the axes start_dim..end_dim into one (torch.flatten)."""
+    shape = _as_tensor(x).shape
+    start, end = start_dim % len(shape), end_dim % len(shape)
+    merged = int(np.prod(shape[start:end + 1]))
+    return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
+
+
+class Transpose(Function):
+    """x -> x.transpose(axes) (reversed axes when axes is None)."""
+
+    def __init__(self, axes=None):
+        self.axes = None if axes is None else tuple(axes)
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        if self.axes is None:
+            return gy.transpose()
+        return gy.transpose(tuple(np.argsort(self.axes)))
+
+
+def transpose(x, axes=None):
+    return Transpose(axes)(x)
+
+
+class BroadcastTo(Function):
+    """x -> x broadcast to `shape`."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        _broadcast_shapes("broadcast_to", x.shape, self.shape)
+        return backend.get_array_module(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to(gy, self.in_shape)
+
+
+def broadcast_to(x, shape):
+    return BroadcastTo(shape)(x)
+
+
+class GetItem(Function):
+    """x[index] for slices, integers, integer arrays and boolean masks."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.in_shape, self.dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        gx = xp.zeros(self.in_shape, dtype=self.dtype)
+        if _is_gather(self.index):
+            xp.add.at(gx, self.index, gy)  # repeated integer indices must add up, not overwrite
+        else:
+            gx[self.index] = gy  # slices and masks pick each element at most once
+        return gx
+
+
+def getitem(x, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem(index)(x)
+
+
+def _is_gather(index):
+    """True when `index` holds an integer array (which may repeat positions)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(not isinstance(p, (slice, int, type(None), type(Ellipsis)))
+               and backend.get_array_module(p).asarray(p).dtype.kind in "iu" and np.ndim(p) > 0
+               for p in parts)
+
+
+class Concatenate(Function):
+    """Tensors of equal shape except along `axis` -> one tensor joined along `axis`."""
+
+    def __init__(self, axis=0):
+        self.axis = axis
+
+    def forward(self, *xs):
+        xp = backend.get_array_module(xs[0])
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return xp.concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        parts = xp.split(gy, bounds, axis=self.axis)
+        return tuple(p if need else None for p, need in zip(parts, self.needs_input_grad))
+
+
+def concatenate(tensors, axis=0):
+    return Concatenate(axis)(*tensors)
+
+
+class Stack(Function):
+    """Tensors of one shape -> a new axis `axis` holding them."""
+
+    def __init__(self, axis=0):
+        self.axis = axis
+
+    def forward(self, *xs):
+        return backend.get_array_module(xs[0]).stack(xs, axis=self.axis)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        parts = [xp.take(gy, i, axis=self.axis) for i in range(gy.shape[self.axis])]
+        return tuple(p if need else None for p, need in zip(parts, self.needs_input_grad))
+
+
+def stack(tensors, axis=0):
+    return Stack(axis)(*tensors)
+
+
+# ---- Tensor's operators and methods: `a + b` is add(a, b), `x.sum(1)` is sum(x, 1) ---------------------
+def _shape_args(args):
+    """x.reshape(2, 3) and x.reshape((2, 3)) both mean the shape (2, 3)."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+Tensor.__add__ = add
+Tensor.__radd__ = lambda self, other: add(other, self)
+Tensor.__sub__ = sub
+Tensor.__rsub__ = lambda self, other: sub(other, self)
+Tensor.__mul__ = mul
+Tensor.__rmul__ = lambda self, other: mul(other, self)
+Tensor.__truediv__ = div
+Tensor.__rtruediv__ = lambda self, other: div(other, self)
+Tensor.__pow__ = pow
+Tensor.__neg__ = neg
+Tensor.__matmul__ = Tensor.matmul = matmul
+Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
+Tensor.__getitem__ = getitem
+Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.tanh, Tensor.sigmoid = exp, log, sqrt, tanh, sigmoid
+Tensor.sum, Tensor.mean, Tensor.max = sum, mean, max
+Tensor.reshape = lambda self, *shape: reshape(self, _shape_args(shape))
+Tensor.transpose = lambda self, *axes: transpose(self, _shape_args(axes) or None)
+Tensor.T = property(transpose)
+Tensor.flatten, Tensor.broadcast_to = flatten, broadcast_to

@@ -1,0 +1,255 @@
+"""The two kernel tiers: the fast CPU variants (minivgg/fast_cpu.py) compute what the reference kernels
+(minivgg/functional.py) compute, forward and backward, on drawn shapes; the switch; the CPU machinery."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import minivgg as mv
+import minivgg.functional as F
+from minivgg import cpu, fast_cpu, models, optim
+
+TIGHT = dict(rtol=2e-5, atol=2e-5)
+
+
+def run_both(op, arrays, seed, wants_grad=None):
+    """op(*tensors) under each tier, one random output gradient back-propagated through both.
+    Returns {tier: (output, [input gradients], the op that ran)}."""
+    results = {}
+    for tier in ("reference", "fast"):
+        with mv.kernels(tier):
+            wants = wants_grad or [True] * len(arrays)
+            ins = [mv.tensor(a, requires_grad=w) for a, w in zip(arrays, wants)]
+            y = op(*ins)
+            g = np.random.default_rng(seed).standard_normal(y.shape).astype(np.float32)
+            ran = type(y.creator)
+            y.backward(mv.tensor(g))
+            results[tier] = (y.numpy(), [t.grad.numpy() if t.grad is not None else None for t in ins], ran)
+    return results
+
+
+def assert_tiers_agree(results, reference_op, fast_op):
+    (y_ref, g_ref, ran_ref), (y_fast, g_fast, ran_fast) = results["reference"], results["fast"]
+    assert ran_ref is reference_op and ran_fast is fast_op  # each tier ran its own kernel
+    assert y_fast.shape == y_ref.shape and y_fast.dtype == y_ref.dtype == np.float32
+    np.testing.assert_allclose(y_fast, y_ref, **TIGHT)
+    for fast, ref in zip(g_fast, g_ref):
+        assert (fast is None) == (ref is None)
+        if ref is not None:
+            assert fast.dtype == ref.dtype == np.float32
+            np.testing.assert_allclose(fast, ref, **TIGHT)
+
+
+def normal(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), k=st.integers(1, 4), h=st.integers(1, 11), w=st.integers(1, 11),
+       ksize=st.sampled_from([1, 2, 3, 5]), stride=st.integers(1, 2), padding=st.integers(0, 2),
+       bias=st.booleans(), image_batch=st.booleans(), seed=st.integers(0, 2**31))
+def test_conv2d_fast_equals_reference(n, c, k, h, w, ksize, stride, padding, bias, image_batch, seed):
+    assume(h + 2 * padding >= ksize and w + 2 * padding >= ksize)
+    rng = np.random.default_rng(seed)
+    arrays = [normal(rng, n, c, h, w), normal(rng, k, c, ksize, ksize)] + ([normal(rng, k)] if bias else [])
+    wants = [not image_batch] + [True] * (len(arrays) - 1)  # an image batch gets no gradient
+
+    def op(*ts):
+        return F.conv2d(*ts, stride=stride, padding=padding)
+
+    results = run_both(op, arrays, seed, wants)
+    assert_tiers_agree(results, F.Conv2dFunction, fast_cpu.Conv2dFunction)
+    assert (results["fast"][1][0] is None) == image_batch
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), ksize=st.integers(1, 3),
+       stride=st.sampled_from([None, 1, 2]), padding=st.integers(0, 1), ties=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_max_pool2d_fast_equals_reference(n, c, h, w, ksize, stride, padding, ties, seed):
+    assume(padding <= ksize // 2 and h + 2 * padding >= ksize and w + 2 * padding >= ksize)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 3, (n, c, h, w)).astype(np.float32) if ties else normal(rng, n, c, h, w)
+    results = run_both(lambda t: F.max_pool2d(t, ksize, stride, padding), [x], seed)
+    assert_tiers_agree(results, F.MaxPool2dFunction, fast_cpu.MaxPool2dFunction)
+    # ties: each output's gradient reaches exactly one input, in both tiers
+    np.testing.assert_array_equal(results["fast"][1][0], results["reference"][1][0])
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.sampled_from([(1, 5), (3, 4, 5), (2, 3, 4, 5), (128, 8, 16, 16)]), layout=st.sampled_from(["C", "T"]),
+       seed=st.integers(0, 2**31))
+def test_relu_fast_equals_reference_in_any_memory_order(shape, layout, seed):
+    rng = np.random.default_rng(seed)
+    x = normal(rng, *shape)
+    x[..., 0] = 0.0  # the kink: no gradient passes at exactly 0, in both tiers
+    if layout == "T":  # the same values laid out batch-last, as the fast convolution leaves them
+        x = np.ascontiguousarray(np.moveaxis(x, 0, -1))
+        x = np.moveaxis(x, -1, 0)
+    results = run_both(F.relu, [x], seed)
+    assert_tiers_agree(results, F.ReLUFunction, fast_cpu.ReLUFunction)
+    np.testing.assert_array_equal(results["fast"][0], results["reference"][0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 6), fin=st.integers(1, 40), fout=st.integers(1, 40), bias=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_linear_fast_equals_reference(n, fin, fout, bias, seed):
+    rng = np.random.default_rng(seed)
+    arrays = [normal(rng, n, fin), normal(rng, fout, fin)] + ([normal(rng, fout)] if bias else [])
+    assert_tiers_agree(run_both(F.linear, arrays, seed), F.LinearFunction, fast_cpu.LinearFunction)
+
+
+def test_the_gpu_runs_the_reference_kernels_whatever_the_tier():
+    """Only NumPy arrays take the fast variants: on CuPy (here any non-NumPy module) the reference runs."""
+    assert F._choose(F.Conv2dFunction, np.zeros(1)) is fast_cpu.Conv2dFunction
+    assert F._choose(F.CrossEntropyFunction, np.zeros(1)) is F.CrossEntropyFunction  # no fast variant
+    with mv.kernels("reference"):
+        assert F._choose(F.Conv2dFunction, np.zeros(1)) is F.Conv2dFunction
+
+
+def test_the_switch():
+    assert mv.get_kernels() == "fast"  # the default on the CPU
+    assert mv.set_kernels("reference") == "fast" and mv.get_kernels() == "reference"
+    assert mv.set_kernels("fast") == "reference"
+    with pytest.raises(ValueError, match=r"unknown tier 'quick'.*'reference'.*'fast'"):
+        mv.set_kernels("quick")
+    with pytest.raises(KeyError):
+        with mv.kernels("reference"):
+            assert mv.get_kernels() == "reference"
+            raise KeyError("inside")
+    assert mv.get_kernels() == "fast"  # restored, even after an error
+
+
+def test_public_im2col_has_the_textbook_layout_under_both_tiers(rng):
+    x = normal(rng, 2, 3, 5, 4)
+    for tier in ("reference", "fast"):
+        with mv.kernels(tier):
+            col = F.im2col(x, 3, stride=1, padding=1)
+        assert col.shape == (3 * 9, 2 * 5 * 4)
+        # row (c, i, j) = (1, 0, 2), column (n, oh, ow) = (1, 2, 3): x[1, 1, 2 + 0 - 1, 3 + 2 - 1] (in the padding)
+        assert col[1 * 9 + 0 * 3 + 2, (1 * 5 + 2) * 4 + 3] == 0.0
+        assert col[1 * 9 + 1 * 3 + 1, (1 * 5 + 2) * 4 + 3] == x[1, 1, 2, 3]  # the window's centre
+
+
+def test_batch_last_im2col_is_the_reference_with_columns_reordered(rng):
+    x = normal(rng, 3, 2, 6, 5)
+    geometry = ((3, 2), (2, 1), (1, 0))
+    ref = F.im2col_array(x, *geometry)            # columns (n, oh, ow)
+    fast = fast_cpu.im2col_batch_last(x, *geometry)  # columns (oh, ow, n)
+    oh, ow = F._output_size("im2col", x.shape, *geometry)
+    reordered = fast.reshape(-1, oh, ow, 3).transpose(0, 3, 1, 2).reshape(ref.shape)
+    np.testing.assert_array_equal(reordered, ref)
+    c = normal(rng, *fast.shape)
+    back = fast_cpu.col2im_batch_last(c, x.shape, *geometry)
+    ref_back = F.col2im_array(c.reshape(-1, oh, ow, 3).transpose(0, 3, 1, 2).reshape(ref.shape), x.shape, *geometry)
+    np.testing.assert_allclose(back, ref_back, **TIGHT)
+
+
+def _vgg_step(tier):
+    """One SGD training step of D2L's VGG-11 (channels / 4) with dropout on; loss, gradients, new weights."""
+    mv.manual_seed(0)
+    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, 32, 32), "kaiming")
+    rng = np.random.default_rng(1)
+    x, y = mv.tensor(rng.random((8, 1, 32, 32), dtype=np.float32)), mv.tensor(rng.integers(0, 10, 8))
+    opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    with mv.kernels(tier):
+        mv.manual_seed(7)  # the same dropout masks in both tiers
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        grads = {name: p.grad.numpy() for name, p in net.named_parameters()}
+        opt.step()
+    return loss.item(), grads, {name: p.numpy() for name, p in net.named_parameters()}
+
+
+def test_one_vgg_training_step_is_the_same_under_both_tiers():
+    loss_ref, grads_ref, weights_ref = _vgg_step("reference")
+    loss_fast, grads_fast, weights_fast = _vgg_step("fast")
+    assert abs(loss_fast - loss_ref) <= 1e-5 * abs(loss_ref)
+    assert len(grads_ref) == 22 and grads_ref.keys() == grads_fast.keys()  # 8 conv + 3 dense layers, w and b
+    for name in grads_ref:
+        scale = np.abs(grads_ref[name]).max()
+        assert scale > 0, f"{name} got no gradient"
+        np.testing.assert_allclose(grads_fast[name], grads_ref[name], rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+        np.testing.assert_allclose(weights_fast[name], weights_ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_fast_max_pool_keeps_a_compact_argmax():
+    """One byte per output for the winning offset, instead of the reference's (N, C, KH*KW, OH, OW) windows."""
+    x = mv.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    assert y.creator.argmax.dtype == np.uint8 and y.creator.argmax.shape == (2, 3, 4, 4)
+
+
+# ---- the CPU machinery of the fast tier --------------------------------------------------------------
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
+    """Large CPU inputs are cut into channel slices run on threads (cpu.parallel): forward and backward
+    must equal, bit for bit, the single-call result, including overlapping pooling windows."""
+    x0 = normal(rng, 64, 8, 24, 24)  # 294,912 elements: above the threshold
+    w0 = normal(rng, 16, 8, 3, 3)
+    calls = []  # one entry per part handed to a pool thread (the calling thread runs the other part)
+    threads = cpu._thread_pool()
+
+    class CountingPool:
+        def submit(self, fn, part):
+            calls.append(part)
+            return threads.submit(fn, part)
+
+    monkeypatch.setattr(cpu, "_thread_pool", CountingPool)
+    monkeypatch.setattr(cpu, "CPU_THREADS", 2)  # split even on a one-core machine
+    gy = None
+    results = []
+    for min_size in (cpu.PARALLEL_MIN_SIZE, 1 << 62):
+        monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", min_size)
+        x, w = mv.tensor(x0, requires_grad=True), mv.tensor(w0, requires_grad=True)
+        y = F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), **pool)
+        gy = rng.standard_normal(y.shape).astype(np.float32) if gy is None else gy
+        y.backward(mv.tensor(gy))
+        results.append([y.numpy(), x.grad.numpy(), w.grad.numpy()])
+        if min_size == 1 << 62:
+            assert calls == [], "nothing should be split above the threshold"
+        else:
+            assert len(calls) >= 5  # conv, relu, pool: forward and backward
+            assert all(0 < part.start < part.stop for part in calls)  # the second half went to a thread
+            calls.clear()
+    for threaded, single in zip(*results):
+        np.testing.assert_array_equal(threaded, single)
+
+
+def test_parallel_covers_every_part_and_waits_for_all_before_raising(monkeypatch):
+    """cpu.parallel runs one part on the calling thread and the rest on the pool: together they cover
+    the range once, and an error in any part is raised only after every part has finished."""
+    monkeypatch.setattr(cpu, "CPU_THREADS", 3)
+    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
+    parts = []
+    cpu.parallel(lambda part: parts.append((part, threading.current_thread().name)), 10, 10)
+    assert sorted((p.start, p.stop) for p, _ in parts) == [(0, 3), (3, 6), (6, 10)]
+    assert {name for p, name in parts if p.start == 0} == {threading.current_thread().name}
+
+    finished = []
+
+    def work(part):
+        if part.start == 0:
+            raise RuntimeError("part 0 failed")
+        time.sleep(0.05)
+        finished.append(part.start)
+
+    with pytest.raises(RuntimeError, match="part 0 failed"):
+        cpu.parallel(work, 10, 10)
+    assert sorted(finished) == [3, 6]
+
+
+def test_tune_applies_the_allocator_setting_on_glibc_and_respects_the_user(monkeypatch):
+    import platform
+
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    applied = cpu.tune()
+    assert applied["allocator"] is (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
+    assert cpu.tune()["allocator"] is False
