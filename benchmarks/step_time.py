@@ -1,11 +1,19 @@
 """Time one SGD training step of D2L's Fashion-MNIST VGG-11 (channels / 4) on minivgg and on PyTorch CPU,
-in the same run, and print the ratio and the peak memory of each.
+in the same run, and print each variant's time, its ratio to PyTorch and its peak memory.
 
-    python benchmarks/step_time.py                 # sizes 32 and 96, batch 128
+    python benchmarks/step_time.py                         # sizes 32 and 96, batch 128
     python benchmarks/step_time.py --sizes 32 --repeats 5
+    python benchmarks/step_time.py --baseline /tmp/old     # also time the minivgg checked out in /tmp/old
+    python benchmarks/step_time.py --device cuda --sizes 224 --batch 32
 
-Each (framework, size) runs in its own subprocess, so peak memory (max RSS above the process's
-footprint after set-up) is measured separately. Shared machines are noisy: read the ratio, not the ms.
+Variants, each in its own subprocess (so peak memory, the max RSS above the footprint after set-up, is
+measured separately):
+  fast        the fast kernels as `minivgg train` runs them: OPENBLAS_THREAD_TIMEOUT set before NumPy
+              loads, and minivgg.cpu.tune()
+  fast-plain  the fast kernels in a user's script that imports NumPy first and calls nothing
+  reference   the reference kernels of functional.py (what a learner reads)
+  baseline    (with --baseline) the default kernels of another minivgg checkout, OpenBLAS set as for `fast`
+Shared machines are noisy: read the ratios, not the ms.
 """
 import argparse
 import json
@@ -15,37 +23,50 @@ import subprocess
 import sys
 import time
 
-import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
-import numpy as np
+VARIANTS = {
+    # name: (framework, kernels, environment for OpenBLAS, call cpu.tune())
+    "fast": ("minivgg", "fast", {"OPENBLAS_THREAD_TIMEOUT": "10"}, True),
+    "fast-plain": ("minivgg", "fast", {}, False),
+    "reference": ("minivgg", "reference", {}, False),
+    "baseline": ("minivgg", None, {"OPENBLAS_THREAD_TIMEOUT": "10"}, False),
+    "torch": ("torch", None, {}, False),
+}
 
 
 def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(framework, size, batch, device):
-    """One SGD training step of the model as a function, and a function that waits for the device."""
-    from minivgg import functional as F
-    from minivgg import inspect, models, optim
+def build(framework, size, batch, kernels, tune, device):
+    """One SGD training step of the model on `device` as a function."""
+    import numpy as np  # a user's script: NumPy first, then minivgg
 
+    import minivgg as mv
+    from minivgg import functional as F
+    from minivgg import models, optim
+
+    if tune:
+        mv.cpu.tune()
+    if kernels:
+        mv.set_kernels(kernels)
     mv.manual_seed(0)
     net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, size, size))
     rng = np.random.default_rng(0)
     images = rng.random((batch, 1, size, size), dtype=np.float32)
     labels = rng.integers(0, 10, batch)
     if framework == "minivgg":
-        net.to(device)
-        opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        opt = optim.SGD(net.to(device).parameters(), lr=0.05, momentum=0.9)
         x, y = mv.tensor(images, device=device), mv.tensor(labels, device=device)
-        loss_fn, sync = F.cross_entropy, mv.cuda.synchronize
+        loss_fn = F.cross_entropy
     else:
         import torch
 
-        net = inspect.to_torch(net).to(device)  # the same layers and weights, in PyTorch
+        from minivgg import inspection
+
+        net = inspection.to_torch(net).to(device)  # the same layers and weights, in PyTorch
         opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
         x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
         loss_fn = torch.nn.functional.cross_entropy
-        sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
 
     def step():
         loss = loss_fn(net(x), y)
@@ -54,34 +75,39 @@ def build(framework, size, batch, device):
         opt.step()
         return loss
 
-    return step, sync
+    return step
 
 
-def timed(step, sync, repeats, warmup):
+def timed(step, repeats, warmup):
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
-        sync()
         start = time.perf_counter()
-        step().item()  # waits for the GPU
+        step().item()  # waits for the GPU too
         times.append(time.perf_counter() - start)
     return times
 
 
 def child(args):
-    before = _rss_mb()
-    times = timed(*build(args.framework, args.size, args.batch, args.device), args.repeats, args.warmup)
-    print(json.dumps({"median_s": float(np.median(times)), "min_s": float(min(times)),
-                      "peak_mb": _rss_mb() - before}))
+    framework, kernels, _, tune = VARIANTS[args.child]
+    step = build(framework, args.size, args.batch, kernels, tune, args.device)
+    before = _rss_mb()  # after set-up: the step's own memory
+    times = timed(step, args.repeats, args.warmup)
+    print(json.dumps({"median_s": sorted(times)[len(times) // 2], "min_s": min(times), "peak_mb": _rss_mb() - before}))
 
 
-def measure(framework, size, args):
-    cmd = [sys.executable, __file__, "--child", framework, "--size", str(size), "--batch", str(args.batch),
-           "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+def measure(variant, size, args):
+    _, _, blas_env, _ = VARIANTS[variant]
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env.update(blas_env, PYTHONWARNINGS="ignore")
+    if variant == "baseline":
+        env["PYTHONPATH"] = args.baseline
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--size", str(size), "--batch",
+           str(args.batch), "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=args.baseline or None)
     if out.returncode != 0:
-        return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
+        return None, (out.stderr.strip().splitlines() or ["failed"])[-1]
     return json.loads(out.stdout.strip().splitlines()[-1]), None
 
 
@@ -91,28 +117,30 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--child", choices=["minivgg", "torch"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the GPU runs the reference kernels)")
+    parser.add_argument("--variants", nargs="+", default=["fast", "fast-plain", "reference"],
+                        choices=[v for v in VARIANTS if v not in ("torch", "baseline")])
+    parser.add_argument("--baseline", metavar="DIR", help="a checkout of minivgg to time as well")
+    parser.add_argument("--child", choices=list(VARIANTS))
     parser.add_argument("--size", type=int)
     args = parser.parse_args()
     if args.child:
-        args.framework = args.child
         return child(args)
-    print(f"one SGD step (momentum 0.9), VGG-11/4 of D2L, batch {args.batch}, device {args.device}, "
-          f"{os.cpu_count()} cores, median of {args.repeats}")
-    print(f"{'size':>5} {'minivgg ms':>11} {'torch ms':>9} {'ratio':>6} {'minivgg MB':>11} {'torch MB':>9}")
+    variants = ["torch"] + args.variants + (["baseline"] if args.baseline else [])
+    print(f"one SGD step (momentum 0.9), VGG-11/4 of D2L, batch {args.batch}, {os.cpu_count()} cores, "
+          f"device {args.device}, median of {args.repeats}; ratio = time / PyTorch's time in this run")
+    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8}")
     for size in args.sizes:
-        ours, err = measure("minivgg", size, args)
-        if ours is None:
-            print(f"{size:>5} minivgg failed: {err}")
-            continue
-        theirs, terr = measure("torch", size, args)
-        if theirs is None:
-            print(f"{size:>5} {ours['median_s'] * 1e3:>11.1f} {'-':>9} {'-':>6} {ours['peak_mb']:>11.0f} "
-                  f"{'-':>9}  (torch: {terr})")
-            continue
-        print(f"{size:>5} {ours['median_s'] * 1e3:>11.1f} {theirs['median_s'] * 1e3:>9.1f} "
-              f"{ours['median_s'] / theirs['median_s']:>6.2f} {ours['peak_mb']:>11.0f} {theirs['peak_mb']:>9.0f}")
+        torch_s = None
+        for variant in variants:
+            result, err = measure(variant, size, args)
+            if result is None:
+                print(f"{size:>5} {variant:<11} failed: {err}")
+                continue
+            torch_s = result["median_s"] if variant == "torch" else torch_s
+            ratio = f"{result['median_s'] / torch_s:>6.2f}" if torch_s else f"{'-':>6}"
+            print(f"{size:>5} {variant:<11} {result['median_s'] * 1e3:>8.1f} {ratio} {result['peak_mb']:>8.0f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Train the CPU default of `minivgg train` (D2L's VGG-11/4 at 32x32 on Fashion-MNIST: SGD with Nesterov
 momentum, warmup then cosine per batch, gradient clipping, He init with a small output layer; the values are
-`cli.DEVICE_DEFAULTS["cpu"]`) with minivgg and with PyTorch CPU, same initial weights, data order and
+`recipe.DEVICE_DEFAULTS["cpu"]`) with minivgg and with PyTorch CPU, same initial weights, data order and
 hyperparameters, in one run: epoch time, test accuracy and their ratio.
 
     python benchmarks/train_time.py                       # the CPU default, both frameworks
@@ -13,11 +13,11 @@ import time
 import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
 import numpy as np
 
-from minivgg import cli, data, inspect, optim, train
+from minivgg import data, inspection, optim, recipe, train
 
 
 def run_minivgg(net, loaders, config):
-    opt, sched = cli.build_optimizer(net, config, len(loaders[0]))
+    opt, sched = recipe.build_optimizer(net, config, len(loaders[0]))
     history = train.fit(net, *loaders, opt, config["epochs"], scheduler=sched, progress=False,
                         scheduler_per_step=True, clip_grad_norm=config["clip_grad_norm"])
     return [(e["time"], e["test_acc"]) for e in history["epochs"]]
@@ -26,7 +26,7 @@ def run_minivgg(net, loaders, config):
 def run_torch(net, loaders, config):
     import torch
 
-    tnet = inspect.to_torch(net)
+    tnet = inspection.to_torch(net)
     if config["optimizer"] == "adam":
         opt = torch.optim.Adam(tnet.parameters(), lr=config["lr"])
     else:
@@ -61,7 +61,7 @@ def run_torch(net, loaders, config):
 
 
 def main():
-    defaults = cli.DEVICE_DEFAULTS["cpu"]
+    defaults = recipe.DEVICE_DEFAULTS["cpu"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("epochs", "batch_size"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
@@ -78,7 +78,7 @@ def main():
     results = {}
     for framework in args.frameworks:
         mv.manual_seed(config["seed"])
-        net = cli.build_model(config, "cpu")
+        net = recipe.build_model(config, "cpu")
         loaders = data.load_data_fashion_mnist(config["batch_size"], resize=config["resize"], seed=config["seed"])
         results[framework] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, config)
     print(f"\n{'framework':<10} {'epoch s':>8} {'total s':>8} {'final test acc':>15}")

@@ -3,7 +3,7 @@
 import numpy as np
 
 import minivgg as mv
-from minivgg import inspect, nn
+from minivgg import inspection, nn
 import minivgg.functional as F
 from lesson import claim, exercises, output, section
 
@@ -14,8 +14,8 @@ labels = mv.tensor([0, 2, 1, 1, 0])
 loss = F.cross_entropy(net(x), labels)
 
 section("The graph")
-inspect.print_graph(loss, params=net)
-path = inspect.draw_graph(loss, output("03_graph.svg"), params=net)
+inspection.print_graph(loss, params=net)
+path = inspection.draw_graph(loss, output("03_graph.svg"), params=net)
 print(f"  drawn to {path}")
 
 # %%
@@ -60,4 +60,4 @@ h.remove()
 
 exercises("Stop the walk after two steps. Which parameters have a .grad? Why?",
           "Draw the graph of a network with a residual connection (y = x + f(x)). Where do gradients add up?",
-          "Use inspect.trace(loss) on this network and read the gradient norms from output to input.")
+          "Use inspection.trace(loss) on this network and read the gradient norms from output to input.")

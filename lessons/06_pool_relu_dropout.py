@@ -6,6 +6,8 @@ import minivgg as mv
 import minivgg.functional as F
 from lesson import QUICK, claim, exercises, section
 
+mv.set_kernels("reference")  # the plain kernels of minivgg/functional.py, the ones this lesson reads
+
 section("Max-pooling routes each gradient to one input")
 x = mv.tensor([[[[1.0, 5.0, 2.0, 0.0],
                  [3.0, 4.0, 8.0, 8.0],

@@ -4,7 +4,7 @@ against Xavier: what happens to the gradient norms layer by layer, and why the a
 import numpy as np
 
 import minivgg as mv
-from minivgg import inspect, models, nn, optim
+from minivgg import inspection, models, nn, optim
 import minivgg.functional as F
 from lesson import QUICK, claim, exercises, output, pyplot, section
 
@@ -19,7 +19,7 @@ def first_step(scheme):
     mv.manual_seed(0)
     net = models.initialize(models.vgg_from_config("E", num_classes=10, in_channels=3, ratio=ratio),
                             (1, 3, size, size), scheme)
-    monitor = inspect.GradientMonitor(net)
+    monitor = inspection.GradientMonitor(net)
     opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     F.cross_entropy(net(images), labels).backward()
     monitor.before_step()

@@ -2,6 +2,8 @@
 import os
 import sys
 
+from minivgg.plotting import pyplot  # noqa: F401  (matplotlib drawing to files, for the lessons' figures)
+
 QUICK = "--quick" in sys.argv or os.environ.get("MINIVGG_QUICK") == "1"
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
@@ -27,12 +29,3 @@ def exercises(*items):
     for i, item in enumerate(items, 1):
         print(f"  {i}. {item}")
 
-
-def pyplot():
-    """matplotlib's pyplot, drawing to files (no screen needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

@@ -243,8 +243,12 @@ class Tensor:
         self._hooks.append(fn)
         return _HookHandle(self._hooks, fn)
 
-    def zero_grad(self):
-        self.grad = None
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradient: `.grad = None`, or with set_to_none=False fill it with zeros in place."""
+        if set_to_none:
+            self.grad = None
+        elif self.grad is not None:
+            self.grad.data[...] = 0
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` that requires grad.
@@ -255,7 +259,7 @@ class Tensor:
             pass
 
     def backward_steps(self, grad=None, retain_graph=False):
-        """Backward one graph node at a time: a generator of `BackwardStep`s (see `minivgg.inspect`)."""
+        """Backward one graph node at a time: a generator of `BackwardStep`s (see `minivgg.inspection`)."""
         return _backward_walk(self, grad, retain_graph)
 
     # ---- comparisons give plain boolean tensors; the arithmetic operators (+, *, @, [], .sum(), ...)

@@ -10,21 +10,7 @@ import os
 import sys
 import time
 
-# What a newcomer's first run uses. On the CPU: a reduced input (32x32, the smallest that survives five
-# poolings) and the recipe that measured best for a run of about ten minutes on two cores (README, "Training
-# on the CPU"): He init with the output layer drawn small (N(0, 0.01): the first logits are near zero), SGD
-# with Nesterov momentum, a linear warmup over 0.6 epochs, then a cosine decay after every batch, 5 epochs.
-# Batch 256 costs ~14% less per example than 128 on two cores, which pays for the fifth epoch; at that
-# batch a rare huge gradient can throw the plain deep net back to its first plateau, so the joint gradient
-# norm is clipped at 5. On the GPU: D2L's own setting.
-DEVICE_DEFAULTS = {
-    "cpu": dict(resize=32, epochs=5, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                init="kaiming", output_std=0.01, scheduler="cosine", warmup_epochs=0.6, clip_grad_norm=5.0),
-    "cuda": dict(resize=224, epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.0, nesterov=False,
-                 init="xavier", output_std=0.0, scheduler="none", warmup_epochs=0.0, clip_grad_norm=0.0),
-}
-MODEL_KEYS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_size", "optimizer", "lr", "momentum",
-              "nesterov", "weight_decay", "scheduler", "warmup_epochs", "epochs", "clip_grad_norm")
+from .recipe import DEVICE_DEFAULTS, MODEL_KEYS, build_model, build_optimizer
 
 
 def _add_model_args(p, arch="d2l", ratio=4):
@@ -98,37 +84,6 @@ def build_parser():
     return parser
 
 
-def build_model(config, device):
-    """The network a run `config` (a dict of MODEL_KEYS) describes, initialized on `device`."""
-    from . import models
-
-    net = models.build(config["arch"], config["ratio"], num_classes=10, in_channels=1).to(device)
-    return models.initialize(net, (1, 1, config["resize"], config["resize"]), config.get("init", "xavier"),
-                             device=device, output_std=config.get("output_std") or None)
-
-
-def build_optimizer(net, config, steps_per_epoch):
-    """The optimizer (SGD or Adam) and schedule a run `config` describes; cosine (after an optional linear
-    warmup) anneals after every batch, down to 0 at the last one."""
-    from . import optim
-
-    if config.get("optimizer") == "adam":  # momentum does not apply: Adam keeps its own moments
-        opt = optim.Adam(net.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
-    else:
-        opt = optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
-                        weight_decay=config["weight_decay"],
-                        nesterov=bool(config.get("nesterov")) and config["momentum"] > 0)
-    kind = config.get("scheduler") or "none"
-    if kind == "step":
-        return opt, optim.StepLR(opt, step_size=max(1, config["epochs"] // 3))
-    if kind == "cosine":
-        warmup = round((config.get("warmup_epochs") or 0) * steps_per_epoch)
-        return opt, optim.LambdaLR(opt, optim.warmup_cosine(warmup, config["epochs"] * steps_per_epoch))
-    if kind == "plateau":
-        return opt, optim.ReduceLROnPlateau(opt, mode="max", factor=0.1, patience=1)
-    return opt, None
-
-
 def cmd_train(args):
     from . import backend, data, load, manual_seed, train
 
@@ -169,7 +124,7 @@ def cmd_train(args):
         print(f"resuming after epoch {start}")
     monitor = None
     if args.watch_grads:
-        from .inspect import GradientMonitor
+        from .inspection import GradientMonitor
 
         monitor = GradientMonitor(net, every=10)  # the update ratio copies the weights: not every step
     remaining = config["epochs"] - start
@@ -221,11 +176,9 @@ def _confusion(true, predicted, classes):
 
 
 def _plot_confusion(confusion, names, path):
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     image = ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
@@ -251,9 +204,27 @@ def cmd_summary(args):
 
 
 def cmd_inspect(args):
-    from .inspect import inspect_command
+    from . import data, functional as F, load, manual_seed, train
+    from .inspection import draw_graph, layer_table
 
-    return inspect_command(args)
+    config = {"arch": args.arch, "ratio": args.ratio, "resize": args.resize}
+    if args.run:
+        state = load(os.path.join(args.run, train.CHECKPOINT), device=args.device)
+        config.update({k: state["config"][k] for k in ("arch", "ratio", "resize")})
+    manual_seed(0)
+    net = build_model(config, args.device)
+    if args.run:
+        net.load_state_dict(state["model"])
+    images, labels = next(iter(data.DataLoader(data.load_fashion_mnist("test", args.data), args.batch_size,
+                                               device=args.device, resize=config["resize"])))
+    print(f"one batch of {args.batch_size} test images at {config['resize']}x{config['resize']} through "
+          f"{config['arch']} (channels / {config['ratio']})" + (f", weights of {args.run}" if args.run else ""))
+    net.eval()  # dropout off, so the table is repeatable
+    layer_table(net, images, labels)
+    loss = F.cross_entropy(net(images), labels)
+    path = draw_graph(loss, os.path.join(args.out or args.run or ".", "graph.svg"), params=net)
+    print(f"graph: {path}")
+    return 0
 
 
 def main(argv=None):

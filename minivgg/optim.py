@@ -49,9 +49,11 @@ class Optimizer:
     def lr(self, value):
         self.param_groups[0]["lr"] = float(value)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients before the next backward: `.grad = None` (PyTorch's default), or, with
+        set_to_none=False, each existing `.grad` filled with zeros in place."""
         for p in self.params:
-            p.grad = None
+            p.zero_grad(set_to_none)
 
     def step(self):
         group = self.param_groups[0]

@@ -1,5 +1,8 @@
 """The training loop: `fit` with a progress bar, D2L's per-epoch line and plot, history.json, atomic
-checkpoints after every epoch and on Ctrl-C, exact resume, and a clear stop on a NaN/inf loss."""
+checkpoints after every epoch and on Ctrl-C, exact resume, and a clear stop on a NaN/inf loss.
+
+`fit` runs epochs of `train_epoch` (one `train_step` per batch, `check_finite_loss` on the running loss),
+evaluates, and writes the run's files through a `RunFolder`."""
 import json
 import math
 import os
@@ -48,11 +51,9 @@ def predict(net, loader):
 
 def plot_history(history, path):
     """D2L's figure: train loss, train acc and test acc against (fractional) epochs, saved as PNG."""
-    import matplotlib
+    from .plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     points = history["points"]
     if points:
@@ -79,7 +80,9 @@ def _write_json(obj, path):
     os.replace(tmp, path)
 
 
-def _checkpoint(net, optimizer, scheduler, epoch, history, config):
+def training_state(net, optimizer, scheduler, epoch, history, config):
+    """Everything an exact resume needs after `epoch` finished epochs: weights, optimizer (momentum/moments)
+    and scheduler state, the random generator (dropout, shuffling), the history and the run's config."""
     return {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -104,105 +107,167 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
     return int(state["epoch"]), state["history"]
 
 
-def fit(net, train_loader, test_loader, optimizer, epochs, scheduler=None, out_dir=None, start_epoch=0,
+class RunFolder:
+    """The files of a run. After every epoch: checkpoint.npz (the resume point), history.json, training.png
+    and, with a gradient monitor, gradients.png; on Ctrl-C: interrupted.npz, which leaves the last epoch's
+    checkpoint intact. The checkpoint, history.json and training.png are written to a temporary file and
+    renamed, so a crash never leaves half of one behind."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, exist_ok=True)
+
+    @property
+    def checkpoint(self):
+        return os.path.join(self.path, CHECKPOINT)
+
+    def save_epoch(self, state, monitor=None):
+        """Write the end-of-epoch files from `state` (a `training_state`)."""
+        save(state, self.checkpoint)
+        _write_json(state["history"], os.path.join(self.path, "history.json"))
+        plot_history(state["history"], os.path.join(self.path, "training.png"))
+        if monitor is not None:
+            monitor.plot(os.path.join(self.path, "gradients.png"))
+
+    def save_interrupted(self, state):
+        """Write interrupted.npz (the weights at the moment of Ctrl-C); returns its path."""
+        path = os.path.join(self.path, INTERRUPTED)
+        save(state, path)
+        return path
+
+
+def check_finite_loss(mean_loss, batch_loss, epoch, step, checkpoint=None):
+    """Stop with TrainingDiverged if the running mean or the batch's loss is NaN or inf: nothing after that
+    can recover, and the message says where it happened (`epoch` counted from 1) and which checkpoint is the
+    last good one (`checkpoint`, None if there is none yet)."""
+    if math.isfinite(mean_loss) and math.isfinite(batch_loss):
+        return
+    raise TrainingDiverged(
+        f"the loss became {batch_loss} at epoch {epoch}, step {step}; last good checkpoint: "
+        f"{checkpoint or 'none yet'}. Lower the learning rate (--lr) or check the data.")
+
+
+def train_step(net, images, labels, optimizer, scheduler=None, clip_grad_norm=None, monitor=None):
+    """One update on a batch: forward, cross-entropy, backward, optional gradient clipping, the optimizer's
+    step and, if given, a per-batch `scheduler.step()`. Returns (loss, logits)."""
+    logits = net(images)
+    loss = F.cross_entropy(logits, labels)
+    optimizer.zero_grad()
+    loss.backward()
+    if clip_grad_norm:
+        clip_grad_norm_(net.parameters(), clip_grad_norm)
+    if monitor is not None:
+        monitor.before_step()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    if monitor is not None:
+        monitor.after_step()
+    return loss, logits
+
+
+def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_grad_norm=None, monitor=None,
+                progress=True, log_every=20, checkpoint=None):
+    """One pass over `loader` in training mode (`epoch` counts from 0), one `train_step` per batch (the
+    keyword arguments up to `monitor` go to it). Every `log_every` steps and at the last one, the running loss
+    and accuracy go to the progress bar and to history["points"]. Returns (mean loss, accuracy, examples).
+
+    A NaN/inf loss raises TrainingDiverged naming `checkpoint`; a KeyboardInterrupt leaves with `.step` set to
+    the steps done, for the caller's message."""
+    loader.set_epoch(epoch)
+    net.train()
+    device = next(net.parameters()).device
+    xp = backend.array_module_for(device)
+    # The sums stay on the device: reading them is a synchronization, done only when logging (on the CPU it
+    # costs nothing, so there the loss is checked after every step).
+    loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
+    num_batches = len(loader)
+    bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
+    start = time.perf_counter()
+    step = 0
+    try:
+        for step, (images, labels) in enumerate(loader, 1):
+            loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
+            n = labels.shape[0]
+            loss_sum += loss.data * n
+            correct += (logits.data.argmax(axis=1) == labels.data).sum()
+            seen += n
+            logging = step % log_every == 0 or step == num_batches
+            if logging or device == "cpu":
+                mean_loss = float(loss_sum) / seen
+                check_finite_loss(mean_loss, float(loss.data), epoch + 1, step, checkpoint)
+                if logging:
+                    acc = float(correct) / seen
+                    rate = seen / (time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
+                    history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss, "acc": acc})
+            bar.update(1)
+    except KeyboardInterrupt as exc:
+        exc.step = step  # how far the epoch got: fit names it when it saves interrupted.npz
+        raise
+    finally:
+        bar.close()
+    return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), seen
+
+
+def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, out_dir=None, start_epoch=0,
         history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print,
         scheduler_per_step=False, clip_grad_norm=None):
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
-    out_dir also the plot (`training.png`), `history.json` and `checkpoint.npz` (atomic). Ctrl-C saves
+    out_dir also the files of a `RunFolder` (plot, history.json, atomic checkpoint). Ctrl-C saves
     `interrupted.npz` (the weights at that moment) and re-raises; the last epoch's checkpoint stays
-    intact for an exact resume. `scheduler.step()` runs once per epoch (ReduceLROnPlateau gets the test
-    accuracy), or after every batch with scheduler_per_step=True. `monitor` (an inspect.GradientMonitor) records gradients at every step.
-    `clip_grad_norm`: scale each step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
+    intact for an exact resume (`restore` gives start_epoch and history). `scheduler.step()` runs once per
+    epoch (ReduceLROnPlateau gets the test accuracy), or after every batch with scheduler_per_step=True.
+    `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
+    step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
     """
     history = history or {"epochs": [], "points": []}
     device = next(net.parameters()).device
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-    num_batches = len(train_loader)
+    run = RunFolder(out_dir) if out_dir else None
     total_examples, total_time = 0, 0.0
-    epoch = start_epoch
     for epoch in range(start_epoch, start_epoch + epochs):
-        train_loader.set_epoch(epoch)
-        net.train()
         start = time.perf_counter()
-        xp = backend.array_module_for(device)
-        loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
-        bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
-        step = 0
         try:
-            for step, (images, labels) in enumerate(train_loader, 1):
-                logits = net(images)
-                loss = F.cross_entropy(logits, labels)
-                optimizer.zero_grad()
-                loss.backward()
-                if clip_grad_norm:
-                    clip_grad_norm_(net.parameters(), clip_grad_norm)
-                if monitor is not None:
-                    monitor.before_step()
-                optimizer.step()
-                if scheduler_per_step:
-                    scheduler.step()
-                if monitor is not None:
-                    monitor.after_step()
-                n = labels.shape[0]
-                loss_sum += loss.data * n
-                correct += (logits.data.argmax(axis=1) == labels.data).sum()
-                seen += n
-                if step % log_every == 0 or step == num_batches or device == "cpu":
-                    mean_loss = float(loss_sum) / seen  # the one synchronization per logging step
-                    if not math.isfinite(mean_loss) or not math.isfinite(float(loss.data)):
-                        last = os.path.join(out_dir, CHECKPOINT) if out_dir and epoch > 0 else "none yet"
-                        raise TrainingDiverged(
-                            f"the loss became {float(loss.data)} at epoch {epoch + 1}, step {step}; last good "
-                            f"checkpoint: {last}. Lower the learning rate (--lr) or check the data.")
-                    if step % log_every == 0 or step == num_batches:
-                        acc = float(correct) / seen
-                        rate = seen / (time.perf_counter() - start)
-                        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
-                        history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss,
-                                                  "acc": acc})
-                bar.update(1)
-        except KeyboardInterrupt:
-            bar.close()
-            if out_dir:
-                save(_checkpoint(net, optimizer, scheduler, epoch, history, config),
-                     os.path.join(out_dir, INTERRUPTED))
-                print_fn(f"interrupted at epoch {epoch + 1}, step {step}: weights saved to "
-                         f"{os.path.join(out_dir, INTERRUPTED)}; resume from the last full epoch with "
-                         f"--resume {out_dir}")
+            loss, acc, seen = train_epoch(
+                net, train_loader, optimizer, epoch, history, scheduler=scheduler if scheduler_per_step else None,
+                clip_grad_norm=clip_grad_norm, monitor=monitor, progress=progress, log_every=log_every,
+                checkpoint=run.checkpoint if run and epoch > 0 else None)
+        except KeyboardInterrupt as exc:
+            if run:
+                path = run.save_interrupted(training_state(net, optimizer, scheduler, epoch, history, config))
+                print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to "
+                         f"{path}; resume from the last full epoch with --resume {out_dir}")
             raise
-        bar.close()
         train_time = time.perf_counter() - start
         test_acc = evaluate_accuracy(net, test_loader)
-        elapsed = time.perf_counter() - start
-        total_examples += seen
-        total_time += train_time
-        record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(seen, 1), "train_acc": float(correct) / max(seen, 1),
-                  "test_acc": test_acc, "lr": optimizer.lr, "time": elapsed, "examples_per_sec": seen / train_time}
+        record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": test_acc, "lr": optimizer.lr,
+                  "time": time.perf_counter() - start, "examples_per_sec": seen / train_time}
         if device != "cpu":
             from . import cuda
 
             record["peak_gpu_bytes"] = cuda.memory_info()["total"]
         history["epochs"].append(record)
-        print_fn(f"epoch {epoch + 1}, loss {record['loss']:.4f}, train acc {record['train_acc']:.3f}, "
-                 f"test acc {test_acc:.3f}, time {elapsed:.1f} sec"
-                 + (f", GPU memory {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""))
+        print_fn(_epoch_line(record))
         if scheduler is not None and not scheduler_per_step:
             scheduler.step(test_acc) if hasattr(scheduler, "bad_epochs") else scheduler.step()
-        if out_dir:
-            save(_checkpoint(net, optimizer, scheduler, epoch + 1, history, config), os.path.join(out_dir, CHECKPOINT))
-            _write_json(history, os.path.join(out_dir, "history.json"))
-            plot_history(history, os.path.join(out_dir, "training.png"))
-            if monitor is not None:
-                monitor.plot(os.path.join(out_dir, "gradients.png"))
+        if run:
+            run.save_epoch(training_state(net, optimizer, scheduler, epoch + 1, history, config), monitor)
+        total_examples += seen
+        total_time += train_time
     if history["epochs"]:
         last = history["epochs"][-1]
         print_fn(f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
         if total_time:
             print_fn(f"{total_examples / total_time:.1f} examples/sec on {device}")
     return history
+
+
+def _epoch_line(record):
+    gpu = f", GPU memory {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""
+    return (f"epoch {record['epoch']}, loss {record['loss']:.4f}, train acc {record['train_acc']:.3f}, "
+            f"test acc {record['test_acc']:.3f}, time {record['time']:.1f} sec{gpu}")
 
 
 class _NoBar:

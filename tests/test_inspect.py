@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minivgg as mv
-from minivgg import cli, data, inspect, models, nn, optim
+from minivgg import cli, data, inspection, models, nn, optim
 import minivgg.functional as F
 
 try:
@@ -52,7 +52,7 @@ def test_trace_lists_every_vgg_layer_in_order(rng):
     x = mv.tensor(rng.random((2, 1, 32, 32)))
     loss = F.cross_entropy(net(x), mv.tensor([1, 2]))
     out = io.StringIO()
-    rows = inspect.trace(loss, file=out)
+    rows = inspection.trace(loss, file=out)
     ops = [r["op"] for r in rows]
     assert ops.count("Conv2d") == 8 and ops.count("MaxPool2d") == 5 and ops.count("Linear") == 3
     assert ops.count("ReLU") == 10 and ops.count("Dropout") == 2 and ops[0] == "CrossEntropy"
@@ -72,23 +72,23 @@ def _parse_dot(text):
 def test_dot_matches_the_graph(rng):
     net, x, y = two_layer(rng)
     loss = F.cross_entropy(net(x), y)
-    nodes, edges = _parse_dot(inspect.to_dot(loss, params=net, show_data=True))
+    nodes, edges = _parse_dot(inspection.to_dot(loss, params=net, show_data=True))
     # ops: Linear, ReLU, Linear, CrossEntropy; tensors: x, 4 parameters, labels, 4 outputs
     assert sum(n.startswith("f") for n in nodes) == 4 and sum(n.startswith("t") for n in nodes) == 10
     assert len(edges) == (3 + 1 + 3 + 2) + 4  # inputs of each op, plus each op's output
-    text = inspect.to_dot(loss, params=net)
+    text = inspection.to_dot(loss, params=net)
     assert "0.weight" in text and "(5, 4) float32" in text
     loss.backward()
     with pytest.raises(RuntimeError, match="freed"):
-        inspect.to_dot(loss)
+        inspection.to_dot(loss)
 
 
 def test_draw_and_print_graph(tmp_path, rng, capsys):
     net, x, y = two_layer(rng)
     loss = F.cross_entropy(net(x), y)
-    path = inspect.draw_graph(loss, str(tmp_path / "g.svg"), params=net)
+    path = inspection.draw_graph(loss, str(tmp_path / "g.svg"), params=net)
     assert os.path.exists(path) and os.path.exists(tmp_path / "g.dot")
-    inspect.print_graph(loss, params=net)
+    inspection.print_graph(loss, params=net)
     text = capsys.readouterr().out
     assert "CrossEntropy" in text and "  Linear" in text and "2.weight (3, 5)" in text
 
@@ -139,7 +139,7 @@ def test_detect_anomaly_forward_and_backward():
 
 def test_gradient_monitor_matches_hand_computation(rng):
     net, x, y = two_layer(rng)
-    monitor = inspect.GradientMonitor(net)
+    monitor = inspection.GradientMonitor(net)
     opt = optim.SGD(net.parameters(), lr=0.1)
     before = {n: p.numpy().copy() for n, p in net.named_parameters()}
     loss = F.cross_entropy(net(x), y)
@@ -164,7 +164,7 @@ def test_gradient_monitor_matches_hand_computation(rng):
 
 def test_gradient_monitor_plot(tmp_path, rng):
     net, x, y = two_layer(rng)
-    monitor = inspect.GradientMonitor(net)
+    monitor = inspection.GradientMonitor(net)
     opt = optim.SGD(net.parameters(), lr=0.1)
     for _ in range(3):
         opt.zero_grad()
@@ -182,8 +182,8 @@ def test_compare_with_torch_on_vgg11_quarter(rng):
     mv.manual_seed(0)
     net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, 32, 32))
     images = rng.random((4, 1, 32, 32)).astype(np.float32)
-    rows = inspect.compare_with_torch(net, images, np.array([0, 3, 5, 9]), file=io.StringIO())
-    assert len(rows) == len(inspect._leaf_layers(net)) == 29
+    rows = inspection.compare_with_torch(net, images, np.array([0, 3, 5, 9]), file=io.StringIO())
+    assert len(rows) == len(inspection._leaf_layers(net)) == 29
     worst = max(max(v for k, v in r.items() if k in ("activation", "grad_output", "weight_grad", "bias_grad"))
                 for r in rows)
     assert worst < 1e-4

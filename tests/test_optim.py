@@ -195,3 +195,21 @@ def test_clip_grad_norm_matches_torch(rng):
     assert total == pytest.approx(float(expected), rel=1e-5)
     for o, t in zip(ours, theirs):
         np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("owner", ["optimizer", "module"])
+def test_zero_grad_set_to_none_false_zeroes_in_place_and_the_next_backward_is_right(owner, rng):
+    """PyTorch's zero_grad(set_to_none=False): the same .grad array, filled with zeros; the next
+    backward then gives the same gradient as after zero_grad()."""
+    layer = mv.nn.Linear(3, 2)
+    opt = optim.SGD(layer.parameters(), lr=0.1)
+    x = mv.tensor(rng.standard_normal((4, 3)))
+    (layer(x) ** 2).sum().backward()
+    first = layer.weight.grad.numpy()
+    kept = layer.weight.grad
+    (opt if owner == "optimizer" else layer).zero_grad(set_to_none=False)
+    assert layer.weight.grad is kept and not kept.numpy().any()
+    (layer(x) ** 2).sum().backward()
+    np.testing.assert_allclose(layer.weight.grad.numpy(), first, rtol=1e-6)
+    (opt if owner == "optimizer" else layer).zero_grad()
+    assert layer.weight.grad is None and layer.bias.grad is None

@@ -164,10 +164,7 @@ class Module:
         """Forget every parameter's gradient (`.grad = None`), or with set_to_none=False fill each existing
         gradient with zeros in place, as PyTorch does."""
         for p in self.parameters():
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.data[...] = 0
+            p.zero_grad(set_to_none)
 
     def num_parameters(self):
         self._check_materialized("num_parameters")

@@ -1,6 +1,6 @@
-"""Seeing gradients: step-by-step backward tables, graph drawings, a gradient monitor and a layer-by-layer
-comparison with PyTorch. (Step-through backward itself is `Tensor.backward_steps()`; anomaly detection
-is `minivgg.detect_anomaly()`.)"""
+"""Seeing gradients: step-by-step backward tables, graph drawings, a gradient monitor, a per-layer activation
+and gradient table, and a layer-by-layer comparison with PyTorch. (Step-through backward itself is
+`Tensor.backward_steps()`; anomaly detection is `minivgg.detect_anomaly()`.)"""
 import math
 import os
 import shutil
@@ -255,11 +255,9 @@ class GradientMonitor:
         right, each weight's gradient norm over the recorded steps. PNG via matplotlib."""
         if not self.history:
             return None
-        import matplotlib
+        from .plotting import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         weights = [n for n in self.names if n.endswith("weight")]
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
         last = self.history[-1]["params"]
@@ -381,7 +379,7 @@ def compare_with_torch(net, images, labels, file=None):
 
 
 # ---------------------------------------------------------------------------------------------------
-# `minivgg inspect`
+# Per-layer table (`minivgg inspect`)
 # ---------------------------------------------------------------------------------------------------
 def layer_table(net, images, labels, file=None):
     """One forward/backward pass; per leaf layer the output shape, activation mean/std, fraction of zeros
@@ -410,29 +408,3 @@ def layer_table(net, images, labels, file=None):
     print("\n".join(lines), file=file or sys.stdout)
     return loss
 
-
-def inspect_command(args):
-    from . import data, load, manual_seed, models, train
-
-    config = {"arch": args.arch, "ratio": args.ratio, "resize": args.resize}
-    if args.run:
-        state = load(os.path.join(args.run, train.CHECKPOINT), device=args.device)
-        config.update({k: state["config"][k] for k in ("arch", "ratio", "resize")})
-    manual_seed(0)
-    net = models.build(config["arch"], config["ratio"], num_classes=10, in_channels=1).to(args.device)
-    models.initialize(net, (1, 1, config["resize"], config["resize"]), device=args.device)
-    if args.run:
-        net.load_state_dict(state["model"])
-    images, labels = next(iter(data.DataLoader(data.load_fashion_mnist("test", args.data), args.batch_size,
-                                               device=args.device, resize=config["resize"])))
-    print(f"one batch of {args.batch_size} test images at {config['resize']}x{config['resize']} through "
-          f"{config['arch']} (channels / {config['ratio']})" + (f", weights of {args.run}" if args.run else ""))
-    net.eval()  # dropout off, so the table is repeatable
-    from . import functional as F
-
-    layer_table(net, images, labels)
-    out_dir = args.out or args.run or "."
-    loss = F.cross_entropy(net(images), labels)
-    path = draw_graph(loss, os.path.join(out_dir, "graph.svg"), params=net)
-    print(f"graph: {path}")
-    return 0
