@@ -2,14 +2,18 @@
 minivgg against PyTorch CPU in the same run, as a table.
 
     python benchmarks/kernels.py --size 32      # or 96, 224
+    python benchmarks/kernels.py --size 32 --kernels reference
 """
 import argparse
+import os
 import time
 
-import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # as `minivgg train` runs: OpenBLAS reads it when NumPy loads
 
-from minivgg import models, nn
+import minivgg as mv  # noqa: E402
+import numpy as np  # noqa: E402
+
+from minivgg import models, nn  # noqa: E402
 
 
 def layer_inputs(size, batch):
@@ -82,13 +86,17 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--kernels", choices=mv.backend.KERNEL_TIERS, default="fast")
     args = parser.parse_args()
+    mv.cpu.tune()
+    mv.set_kernels(args.kernels)
     try:
         import torch
     except ImportError:
         torch = None
     rng = np.random.default_rng(0)
-    print(f"forward + backward per layer, batch {args.batch}, {args.size}x{args.size}, best of {args.repeats}")
+    print(f"forward + backward per layer, {args.kernels} kernels, batch {args.batch}, {args.size}x{args.size}, "
+          f"best of {args.repeats}")
     print(f"{'layer':<8} {'type':<11} {'input shape':<22} {'minivgg ms':>10} {'torch ms':>9} {'ratio':>6}")
     total_ours = total_theirs = 0.0
     for name, layer, shape in layer_inputs(args.size, args.batch):

@@ -10,6 +10,7 @@ Variants, each in its own subprocess (so peak memory, the max RSS above the foot
 measured separately):
   fast        the fast kernels as `minivgg train` runs them: OPENBLAS_THREAD_TIMEOUT set before NumPy
               loads, and minivgg.cpu.tune()
+  fast-tuned  the fast kernels in a user's script that imports NumPy first, then calls minivgg.cpu.tune()
   fast-plain  the fast kernels in a user's script that imports NumPy first and calls nothing
   reference   the reference kernels of functional.py (what a learner reads)
   baseline    (with --baseline) the default kernels of another minivgg checkout, OpenBLAS set as for `fast`
@@ -26,6 +27,7 @@ import time
 VARIANTS = {
     # name: (framework, kernels, environment for OpenBLAS, call cpu.tune())
     "fast": ("minivgg", "fast", {"OPENBLAS_THREAD_TIMEOUT": "10"}, True),
+    "fast-tuned": ("minivgg", "fast", {}, True),
     "fast-plain": ("minivgg", "fast", {}, False),
     "reference": ("minivgg", "reference", {}, False),
     "baseline": ("minivgg", None, {"OPENBLAS_THREAD_TIMEOUT": "10"}, False),
@@ -118,7 +120,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the GPU runs the reference kernels)")
-    parser.add_argument("--variants", nargs="+", default=["fast", "fast-plain", "reference"],
+    parser.add_argument("--variants", nargs="+", default=["fast", "fast-tuned", "fast-plain", "reference"],
                         choices=[v for v in VARIANTS if v not in ("torch", "baseline")])
     parser.add_argument("--baseline", metavar="DIR", help="a checkout of minivgg to time as well")
     parser.add_argument("--child", choices=list(VARIANTS))

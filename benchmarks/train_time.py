@@ -8,12 +8,15 @@ hyperparameters, in one run: epoch time, test accuracy and their ratio.
     python benchmarks/train_time.py --optimizer adam --lr 0.001 --warmup-epochs 0.2
 """
 import argparse
+import os
 import time
 
-import minivgg as mv  # before NumPy: minivgg sets OpenBLAS's thread spin, read when NumPy loads it
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # as `minivgg train` runs: OpenBLAS reads it when NumPy loads
 
-from minivgg import data, inspection, optim, recipe, train
+import minivgg as mv  # noqa: E402
+import numpy as np  # noqa: E402
+
+from minivgg import data, inspection, optim, recipe, train  # noqa: E402
 
 
 def run_minivgg(net, loaders, config):
@@ -72,6 +75,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frameworks", nargs="+", default=["minivgg", "torch"])
     args = parser.parse_args()
+    mv.cpu.tune()  # as `minivgg train` does
     config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, **{k: v for k, v in vars(args).items()
                                                                       if k != "frameworks"})
     print("config:", config, flush=True)

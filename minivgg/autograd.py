@@ -456,4 +456,4 @@ def _backward_walk(root, grad, retain_graph):
             fn.release()
 
 
-from . import ops  # noqa: E402  (the ops subclass Function, defined above; Tensor's operators call them)
+from . import ops  # noqa: E402,F401  (defines the ops, which subclass Function, and attaches them to Tensor as operators)

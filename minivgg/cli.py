@@ -85,11 +85,13 @@ def build_parser():
 
 
 def cmd_train(args):
-    from . import backend, data, load, manual_seed, train
+    from . import backend, cpu, data, load, manual_seed, train
 
     device = backend.canonical_device(args.device)
     if device != "cpu":
         backend.require_cupy()
+    else:
+        tuned = [name for name, applied in cpu.tune().items() if applied]
     defaults = DEVICE_DEFAULTS["cpu" if device == "cpu" else "cuda"]
     config = {k: getattr(args, k) for k in MODEL_KEYS}
     if args.resume:
@@ -112,6 +114,8 @@ def cmd_train(args):
           f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
           f"schedule{warmup}{clipped}, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder "
           f"{out}", flush=True)
+    if device == "cpu":
+        print(f"cpu: {backend.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
     manual_seed(config["seed"])
     net = build_model(config, device)
     train_loader, test_loader = data.load_data_fashion_mnist(
@@ -227,6 +231,20 @@ def cmd_inspect(args):
     return 0
 
 
+def _restart_with_a_short_blas_spin():
+    """Start this command again with OPENBLAS_THREAD_TIMEOUT set, unless it is set already.
+
+    After each matrix product OpenBLAS's idle threads spin for a long while, taking the cores that the
+    fast kernels' threads need; a short spin lets them have the cores. OpenBLAS reads the setting only
+    when NumPy loads it, and importing minivgg has loaded NumPy before this code runs, so the command
+    re-executes itself once with the setting in its environment. A value the user set wins.
+    """
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or os.name != "posix":
+        return
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="10")
+    os.execve(sys.executable, [sys.executable, "-m", "minivgg", *sys.argv[1:]], env)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -234,6 +252,8 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    if argv is None and args.command == "train" and args.device == "cpu":  # the command line, not a test's call
+        _restart_with_a_short_blas_spin()
     try:
         return commands[args.command](args)
     except (RuntimeError, ValueError, FileNotFoundError, KeyError) as exc:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from . import backend
-from .autograd import Tensor
+from .autograd import Tensor, graph_functions
 
 
 def _norm(array):
@@ -52,28 +52,6 @@ def trace(loss, file=None, retain_graph=False):
 # ---------------------------------------------------------------------------------------------------
 # The graph as text and as Graphviz DOT
 # ---------------------------------------------------------------------------------------------------
-def _graph(root):
-    """The functions that made `root`, in forward order (each after the ops that made its inputs),
-    including branches that need no gradient. Iterative post-order, no recursion."""
-    if root.creator is None:
-        return []
-    order, state = [], {}
-    stack = [root.creator]
-    while stack:
-        fn = stack[-1]
-        if getattr(fn, "released", False):
-            raise RuntimeError("the graph was freed by backward(); draw it before, or pass retain_graph=True")
-        if state.get(fn) is None:
-            state[fn] = "open"
-            stack.extend(t.creator for t in fn.inputs if t.creator is not None and t.creator not in state)
-        else:
-            stack.pop()
-            if state[fn] == "open":
-                state[fn] = "done"
-                order.append(fn)
-    return order
-
-
 def _parameter_names(params):
     if params is None:
         return {}
@@ -104,7 +82,7 @@ def to_dot(tensor, show_data=False, show_grad=True, params=None):
     a Module or a dict of name->Parameter, names it; shape, dtype, optional data/grad summaries) and one
     ellipse per op, edges in the direction of the forward pass."""
     names = _parameter_names(params)
-    functions = _graph(tensor)
+    functions = graph_functions(tensor, "to_dot()")
     lines = ["digraph minivgg {", '  rankdir=TB;', '  node [fontname="Helvetica", fontsize=10];']
     tensor_ids = {}
 

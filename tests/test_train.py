@@ -181,3 +181,28 @@ def test_cli_clip_grad_norm_is_stated_and_kept_for_resume(tmp_path, capsys, flag
         assert ("gradient norm clipped at" in first) == bool(expected)
         assert not expected or f"clipped at {expected}" in first
         assert mv.load(str(out / "checkpoint.npz"))["config"]["clip_grad_norm"] == expected
+
+
+@needs_data
+@pytest.mark.parametrize("user_value", [None, "0"])
+def test_the_train_command_tunes_the_cpu_and_sets_a_short_blas_spin_before_numpy_loads(tmp_path, user_value):
+    """`minivgg train` calls cpu.tune() and, since OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when NumPy
+    loads, starts itself again with it set; a value the user set is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user_value is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user_value
+    probe = tmp_path / "sitecustomize.py"  # runs in every Python start-up: records what NumPy will see
+    probe.write_text("import os\nwith open(os.environ['PROBE_OUT'], 'a') as f:\n"
+                     "    f.write(os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-') + '\\n')\n")
+    env.update(PYTHONPATH=str(tmp_path), PROBE_OUT=str(tmp_path / "seen.txt"))
+    result = subprocess.run([sys.executable, "-m", "minivgg", "train", "--ratio", "16", "--train-limit", "256",
+                             "--limit-batches", "2", "--batch-size", "32", "--epochs", "1", "--no-progress",
+                             "--data", data.DEBIAN_DIR, "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    starts = (tmp_path / "seen.txt").read_text().split()
+    assert starts == (["-", "10"] if user_value is None else [user_value])  # one restart, or none
+    assert "cpu: fast kernels; tuned: allocator, openblas_thread_timeout" in result.stdout
