@@ -1,4 +1,12 @@
-"""minivgg: a from-scratch deep-learning framework for learners, NumPy (CPU) or CuPy (GPU), and VGG."""
+"""minivgg: a from-scratch deep-learning framework for learners, NumPy (CPU) or CuPy (GPU), and VGG.
+
+`import minivgg` loads the engine (Tensor, the ops, gradcheck) and NumPy, nothing more. Every other
+submodule, and the names taken from them (`summary`, `save`, `load`), loads on first use through the
+module `__getattr__` below (PEP 562): `mv.optim.SGD` and `mv.nn.Linear` work without importing
+`minivgg.optim` or `minivgg.nn` first, and a script pays only for the parts it uses.
+"""
+from importlib import import_module as _import_module
+
 from . import backend, cuda
 from .autograd import AnomalyError, BackwardStep, Function, Tensor, detect_anomaly, is_grad_enabled, no_grad, tensor
 from .ops import (
@@ -25,10 +33,25 @@ from .ops import (
     transpose,
 )
 from .backend import get_array_module, get_kernels, kernels, manual_seed, set_kernels
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck  # the function, as torch.autograd.gradcheck
 
 __version__ = "0.1.0"
 
-from . import cpu, functional, nn, models  # noqa: E402  (need the names above)
-from .models import summary  # noqa: E402
-from .serialization import load, save  # noqa: E402
+_SUBMODULES = ("cli", "cpu", "data", "fast_cpu", "functional", "inspection", "models", "nn", "optim", "plotting",
+               "recipe", "serialization", "train")
+_NAMES = {"summary": "models", "save": "serialization", "load": "serialization"}  # name -> submodule it is in
+
+
+def __getattr__(name):
+    """Called only for names not (yet) in this module: import the submodule on first use."""
+    if name in _SUBMODULES:
+        return _import_module(f"{__name__}.{name}")  # which also sets it as an attribute here
+    if name in _NAMES:
+        value = getattr(_import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES) | set(_NAMES))

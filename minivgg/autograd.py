@@ -11,7 +11,7 @@ import weakref
 
 import numpy as np
 
-from . import backend
+from . import backend, printing
 
 _state = {"grad_enabled": True, "anomaly": False}
 
@@ -184,10 +184,8 @@ class Tensor:
         return len(self.data)
 
     def __repr__(self):
-        extra = f", device='{self.device}'" if self.device != "cpu" else ""
-        grad = ", requires_grad=True" if self.requires_grad else ""
-        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(", threshold=50)
-        return f"tensor({body}, dtype={self.dtype}{extra}{grad})"
+        """PyTorch's format: `tensor([1., 2.], grad_fn=<MulBackward>)` (see minivgg/printing.py)."""
+        return printing.tensor_repr(self)
 
     # ---- conversions -------------------------------------------------------------------------
     def numpy(self):
@@ -315,9 +313,10 @@ class _HookHandle:
 
 
 def tensor(data, requires_grad=False, device=None, dtype=None):
-    """Make a tensor from a list, number or array. Float data becomes float32 unless `dtype` says."""
+    """A new tensor holding a copy of `data` (a list, number, array or Tensor; never shared, as in PyTorch).
+    Float data becomes float32 unless `dtype` says; a Tensor keeps its own dtype."""
     if isinstance(data, Tensor):
-        data = data.data
+        data, dtype = data.data, data.dtype if dtype is None else dtype
     xp = backend.get_array_module(data)
     if dtype is None:
         kind = xp.asarray(data).dtype.kind

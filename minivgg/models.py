@@ -140,7 +140,7 @@ def initialize(net, input_shape, scheme="xavier", device="cpu", output_std=None)
 
     output_std: if given, the last layer (the classifier's output) is drawn from N(0, output_std) instead,
     so the first logits are near zero and the loss starts at log(classes); a deep plain net then leaves
-    its first plateau sooner (measured on Fashion-MNIST: see README, "Training on the CPU").
+    its first plateau sooner (benchmarks/RESULTS.md has the Fashion-MNIST runs).
     """
     if scheme not in INITIALIZERS:
         raise ValueError(f"unknown init {scheme!r}: use one of {', '.join(INITIALIZERS)}")

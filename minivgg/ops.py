@@ -117,6 +117,7 @@ class Pow(Function):
 
 
 def pow(x, exponent):
+    """x ** exponent. Named like torch.pow (`minivgg.pow`), so it shadows the builtin `pow` in this module."""
     if isinstance(exponent, Tensor):
         raise TypeError("pow: the exponent must be a number; for a tensor exponent use exp(b * log(a))")
     return Pow(exponent)(x)
@@ -285,6 +286,7 @@ class Sum(Function):
 
 
 def sum(x, axis=None, keepdims=False):
+    """x.sum(axis, keepdims). Named like torch.sum (`minivgg.sum`), so it shadows the builtin in this module."""
     return Sum(axis, keepdims)(x)
 
 
@@ -324,6 +326,7 @@ class Max(Function):
 
 
 def max(x, axis=None, keepdims=False):
+    """x.max(axis, keepdims). Named like torch.amax (`minivgg.max`), so it shadows the builtin in this module."""
     return Max(axis, keepdims)(x)
 
 

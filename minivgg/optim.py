@@ -37,6 +37,14 @@ class Optimizer:
         self.param_groups = [dict(defaults, params=params)]
         self.state = {}  # parameter index -> {name: array}
 
+    def _checked(self, what, value, below=math.inf):
+        """float(value) if it is finite, >= 0 and < `below`, else PyTorch's ValueError naming the optimizer.
+        PyTorch lets inf through; an infinite rate or decay makes the weights inf or NaN at the first step."""
+        number = float(value)
+        if not (math.isfinite(number) and 0.0 <= number < below):
+            raise ValueError(f"{type(self).__name__}: Invalid {what}: {value}")
+        return number
+
     @property
     def params(self):
         return self.param_groups[0]["params"]
@@ -89,10 +97,11 @@ class SGD(Optimizer):
     Large CPU updates run in pieces on CPU threads (see _in_pieces)."""
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        hyper = dict(lr=self._checked("learning rate", lr), momentum=self._checked("momentum value", momentum),
+                     weight_decay=self._checked("weight_decay value", weight_decay), nesterov=bool(nesterov))
         if nesterov and momentum <= 0:
-            raise ValueError("SGD: nesterov=True needs momentum > 0")
-        super().__init__(params, dict(lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay),
-                                      nesterov=bool(nesterov)))
+            raise ValueError(f"{type(self).__name__}: nesterov=True needs momentum > 0")
+        super().__init__(params, hyper)
 
     def _update(self, p, g, state, group):
         xp = backend.get_array_module(p.data)
@@ -128,8 +137,13 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba), PyTorch's rule with bias correction; weight_decay adds wd * p to the gradient."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, dict(lr=float(lr), betas=tuple(betas), eps=float(eps),
-                                      weight_decay=float(weight_decay)))
+        beta1, beta2 = betas
+        super().__init__(params, dict(
+            lr=self._checked("learning rate", lr),
+            betas=(self._checked("beta parameter at index 0", beta1, below=1.0),
+                   self._checked("beta parameter at index 1", beta2, below=1.0)),
+            eps=self._checked("epsilon value", eps),
+            weight_decay=self._checked("weight_decay value", weight_decay)))
 
     def _update(self, p, g, state, group):
         xp = backend.get_array_module(p.data)

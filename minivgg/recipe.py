@@ -3,7 +3,7 @@ config describes (the CLI, resume and the benchmarks all build them here, so the
 
 The defaults are what a newcomer's first run uses. On the CPU the budget is a run of about ten minutes on two
 cores, so the input is reduced to 32x32 (the smallest size that survives VGG's five poolings) and the recipe
-is the one that did best within that budget (README, "Training on the CPU"): He init with the output layer
+is the one that did best within that budget (benchmarks/RESULTS.md): He init with the output layer
 drawn small (N(0, 0.01), so the first logits are near zero and the first loss is near log 10), SGD with
 Nesterov momentum, a linear warmup over the first 0.6 epochs, then a cosine decay after every batch, 5 epochs.
 A batch of 256 is cheaper per example than 128 on two cores, which pays for the fifth epoch; at that batch a

@@ -111,11 +111,11 @@ class RunFolder:
     """The files of a run. After every epoch: checkpoint.npz (the resume point), history.json, training.png
     and, with a gradient monitor, gradients.png; on Ctrl-C: interrupted.npz, which leaves the last epoch's
     checkpoint intact. The checkpoint, history.json and training.png are written to a temporary file and
-    renamed, so a crash never leaves half of one behind."""
+    renamed, so a crash never leaves half of one behind. The folder is created with the first file written
+    into it, so a run that fails before then leaves no empty folder behind."""
 
     def __init__(self, path):
         self.path = path
-        os.makedirs(path, exist_ok=True)
 
     @property
     def checkpoint(self):
@@ -123,6 +123,7 @@ class RunFolder:
 
     def save_epoch(self, state, monitor=None):
         """Write the end-of-epoch files from `state` (a `training_state`)."""
+        os.makedirs(self.path, exist_ok=True)
         save(state, self.checkpoint)
         _write_json(state["history"], os.path.join(self.path, "history.json"))
         plot_history(state["history"], os.path.join(self.path, "training.png"))
@@ -132,6 +133,7 @@ class RunFolder:
     def save_interrupted(self, state):
         """Write interrupted.npz (the weights at the moment of Ctrl-C); returns its path."""
         path = os.path.join(self.path, INTERRUPTED)
+        os.makedirs(self.path, exist_ok=True)
         save(state, path)
         return path
 

@@ -317,6 +317,18 @@ def test_import_is_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_import_loads_only_the_engine():
+    """The other submodules load on first use of `minivgg.<name>` (see minivgg/__init__.py)."""
+    lazy = ["cli", "cpu", "data", "fast_cpu", "functional", "inspection", "models", "nn", "optim", "plotting",
+            "recipe", "serialization", "train"]
+    code = ("import sys, minivgg; "
+            f"early = [m for m in {lazy!r} if 'minivgg.' + m in sys.modules]; "
+            "assert not early, early; "
+            "bad = [m for m in ('matplotlib', 'tqdm', 'cupy', 'torch', 'concurrent.futures') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_import_changes_nothing_in_the_process():
     """`import minivgg` sets no environment variable and starts no thread; cpu.tune() is explicit."""
     code = ("import os, threading; before = dict(os.environ); n = threading.active_count(); import minivgg; "

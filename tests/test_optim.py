@@ -92,6 +92,51 @@ def test_schedulers_match_torch():
                    metrics), rtol=1e-9)
 
 
+BAD_HYPERPARAMETERS = [
+    (optim.SGD, dict(lr=-1), "SGD: Invalid learning rate: -1"),
+    (optim.SGD, dict(lr=float("nan")), "SGD: Invalid learning rate: nan"),
+    (optim.SGD, dict(lr=float("inf")), "SGD: Invalid learning rate: inf"),
+    (optim.SGD, dict(lr=0.1, momentum=-0.5), "SGD: Invalid momentum value: -0.5"),
+    (optim.SGD, dict(lr=0.1, momentum=float("inf")), "SGD: Invalid momentum value: inf"),
+    (optim.SGD, dict(lr=0.1, weight_decay=-1e-4), "SGD: Invalid weight_decay value: -0.0001"),
+    (optim.SGD, dict(lr=0.1, weight_decay=float("nan")), "SGD: Invalid weight_decay value: nan"),
+    (optim.Adam, dict(lr=-1e-3), "Adam: Invalid learning rate: -0.001"),
+    (optim.Adam, dict(lr=float("inf")), "Adam: Invalid learning rate: inf"),
+    (optim.Adam, dict(betas=(1.0, 0.999)), "Adam: Invalid beta parameter at index 0: 1.0"),
+    (optim.Adam, dict(betas=(-0.1, 0.999)), "Adam: Invalid beta parameter at index 0: -0.1"),
+    (optim.Adam, dict(betas=(0.9, 1.5)), "Adam: Invalid beta parameter at index 1: 1.5"),
+    (optim.Adam, dict(betas=(0.9, float("nan"))), "Adam: Invalid beta parameter at index 1: nan"),
+    (optim.Adam, dict(eps=-1e-8), "Adam: Invalid epsilon value: -1e-08"),
+    (optim.Adam, dict(eps=float("inf")), "Adam: Invalid epsilon value: inf"),
+    (optim.Adam, dict(weight_decay=-1), "Adam: Invalid weight_decay value: -1"),
+]
+
+
+@pytest.mark.parametrize("make,kwargs,message", BAD_HYPERPARAMETERS, ids=[m for _, _, m in BAD_HYPERPARAMETERS])
+def test_optimizers_refuse_bad_hyperparameters_as_torch_does(make, kwargs, message):
+    params = [mv.nn.Parameter(np.zeros(2, dtype=np.float32))]
+    with pytest.raises(ValueError) as caught:
+        make(params, **kwargs)
+    assert str(caught.value) == message
+    if torch is not None and not message.endswith(("inf", "nan")):  # torch lets some inf and NaN through
+        tmake = getattr(torch.optim, make.__name__)
+        with pytest.raises(ValueError, match=message.split(": ", 1)[1].split(":")[0]):
+            tmake([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+
+
+@pytest.mark.parametrize("make,kwargs", [
+    (optim.SGD, dict(lr=0, momentum=0, weight_decay=0)),  # the edges PyTorch accepts
+    (optim.SGD, dict(lr=0.1, momentum=1.0)),  # PyTorch bounds momentum below only
+    (optim.Adam, dict(lr=0, betas=(0.0, 0.0), eps=0, weight_decay=0)),
+    (optim.Adam, dict(lr=np.float32(1e-3), betas=[0.5, 0.9])),
+])
+def test_optimizers_accept_the_values_torch_accepts(make, kwargs):
+    opt = make([mv.nn.Parameter(np.zeros(2, dtype=np.float32))], **kwargs)
+    if torch is not None:
+        getattr(torch.optim, make.__name__)([torch.nn.Parameter(torch.zeros(2))], **kwargs)
+    assert opt.lr == float(kwargs.get("lr", 1e-3))
+
+
 def test_optimizer_state_round_trip(tmp_path, rng):
     ours, _ = _pair(rng, [(3,)])
     opt = optim.Adam(ours, lr=0.01)

@@ -1,4 +1,6 @@
 """`Module`, the base class of every layer and network, and `Parameter`, the tensor a Module learns."""
+from collections import OrderedDict
+
 import numpy as np
 
 from .. import backend
@@ -6,10 +8,13 @@ from ..autograd import Function, Tensor, _HookHandle
 
 
 class Parameter(Tensor):
-    """A tensor a Module learns: requires grad by default and is listed by `Module.parameters()`."""
+    """A tensor a Module learns: requires grad by default and is listed by `Module.parameters()`.
+
+    `data` is an array, or a Tensor (a Parameter too) whose array the Parameter then shares, as
+    `nn.Parameter(t)` shares t's storage in PyTorch. It starts a new leaf: no graph comes along."""
 
     def __init__(self, data, requires_grad=True):
-        super().__init__(data, requires_grad=requires_grad)
+        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
 
     @property
     def is_materialized(self):
@@ -178,9 +183,11 @@ class Module:
 
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self):
-        """{dotted name: array} for every parameter, in definition order (the arrays themselves)."""
+        """OrderedDict {dotted name: Tensor} for every parameter, in definition order, as PyTorch's. Each
+        Tensor is cut from the graph but shares the parameter's array (a later step shows in it); pass
+        the dict to `minivgg.save`, which copies the arrays to the file."""
         self._check_materialized("state_dict")
-        return {name: p.data for name, p in self.named_parameters()}
+        return OrderedDict((name, Tensor(p.data)) for name, p in self.named_parameters())
 
     def load_state_dict(self, state):
         """Copy arrays (or Tensors) into the parameters, onto each parameter's device. Lazy layers take
@@ -221,10 +228,11 @@ class Module:
         return ""
 
     def __repr__(self):
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        if not self._modules:
-            return lines[0] + ")"
-        for name, child in self._modules.items():
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+        """PyTorch's layout: `Name(extra_repr)`, or, with sub-modules, one line per extra_repr line and per
+        `(name): child`, indented by two spaces inside `Name(` ... `)`."""
+        name, extra = type(self).__name__, self.extra_repr()
+        lines = (extra.split("\n") if extra else []) + [
+            f"({key}): " + repr(child).replace("\n", "\n  ") for key, child in self._modules.items()]
+        if not self._modules and len(lines) <= 1:
+            return f"{name}({extra})"
+        return f"{name}(\n  " + "\n  ".join(lines) + "\n)"
