@@ -4,6 +4,7 @@ This is the only module that knows CuPy exists. Everything else asks `get_array_
 code that works with whichever module comes back. CuPy is imported on first use, never at start-up.
 """
 import contextlib
+import os
 import sys
 
 import numpy as np
@@ -25,15 +26,20 @@ def _import_cupy():
     return _cupy_module
 
 
-def cuda_is_available():
-    """True when CuPy imports and sees at least one CUDA device."""
+def _count_devices():
+    """(number of CUDA devices CuPy sees, None), or (0, the exception CUDA raised while counting them)."""
     cupy = _import_cupy()
     if cupy is None:
-        return False
+        return 0, None
     try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+        return int(cupy.cuda.runtime.getDeviceCount()), None
+    except Exception as exc:  # CUDARuntimeError: no driver, a driver too old, no device, ...
+        return 0, exc
+
+
+def cuda_is_available():
+    """True when CuPy imports and sees at least one CUDA device. Never raises."""
+    return _count_devices()[0] > 0
 
 
 def require_cupy():
@@ -46,12 +52,104 @@ def require_cupy():
             'Install it with `pip install -e ".[cuda12]"` (CUDA 12) or `".[cuda13]"` (CUDA 13), '
             "or use device='cpu'."
         )
-    if not cuda_is_available():
-        raise RuntimeError(
-            "device 'cuda' was asked for, but CuPy sees no CUDA device (no NVIDIA GPU or driver on this "
-            "machine). Use device='cpu', or check `nvidia-smi`."
-        )
+    count, error = _count_devices()
+    if count == 0:
+        raise RuntimeError(_no_device_message(cupy, error))
     return cupy
+
+
+# The oldest NVIDIA driver (Linux) that runs each CUDA major version.
+MINIMUM_DRIVER = {12: 525, 13: 580}
+
+
+def _cuda_version(get):
+    """(major, minor) from a CUDA version query such as runtimeGetVersion (12080 -> (12, 8)), or None."""
+    try:
+        version = int(get())
+    except Exception:
+        return None
+    return (version // 1000, version % 1000 // 10) if version > 0 else None
+
+
+def _driver_missing(cupy):
+    """True when the CUDA driver API answers version 0: no NVIDIA driver is installed."""
+    try:
+        return int(cupy.cuda.runtime.driverGetVersion()) == 0
+    except Exception:
+        return False
+
+
+def _no_device_message(cupy, error):
+    """Why CuPy sees no device: CUDA's own error (kept, as it names the cause), what it means, what to do."""
+    if error is None:
+        return ("device 'cuda' was asked for, but CuPy sees no CUDA device (no NVIDIA GPU or driver on this "
+                "machine). Use device='cpu', or check `nvidia-smi`.")
+    text = f"device 'cuda' was asked for, but CUDA failed when CuPy counted the GPUs ({error})."
+    if "cudaErrorInsufficientDriver" in str(error):
+        runtime = _cuda_version(cupy.cuda.runtime.runtimeGetVersion)  # what this CuPy was built for
+        driver = _cuda_version(cupy.cuda.runtime.driverGetVersion)  # the newest CUDA the driver runs
+        if _driver_missing(cupy):  # CUDA reports a missing driver as an insufficient one
+            return (f"{text} No NVIDIA driver was found on this machine: install it (`nvidia-smi` then lists "
+                    "the GPU), or use device='cpu'.")
+        runs = f" (it runs CUDA {driver[0]}.{driver[1]} at most)" if driver else ""
+        if runtime is None:
+            return (f"{text} The NVIDIA driver{runs} is older than the CUDA version this CuPy was built for. Update "
+                    "the NVIDIA driver (`nvidia-smi` shows its version).")
+        major = runtime[0]
+        needs = f" ({MINIMUM_DRIVER[major]} or newer)" if major in MINIMUM_DRIVER else ""
+        text = (f"{text} The NVIDIA driver{runs} is older than CUDA {major} needs{needs}; `nvidia-smi` shows "
+                "its version. Update the NVIDIA driver")
+        older = [m for m in MINIMUM_DRIVER if m < major and (driver is None or m <= driver[0])]
+        if not older:
+            return text + "."
+        return (f'{text}, or use CuPy for CUDA {max(older)}: pip uninstall cupy-cuda{major}x, then '
+                f'pip install -e ".[cuda{max(older)}]".')
+    if "cudaErrorNoDevice" in str(error):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        hidden = f" CUDA_VISIBLE_DEVICES={visible!r} limits which GPUs CUDA may use." if visible is not None else ""
+        return (f"{text} CUDA found no GPU: check that `nvidia-smi` lists one (in a container, start it with GPU "
+                f"access, e.g. `docker run --gpus all`).{hidden} Or use device='cpu'.")
+    return (f"{text} Check that `nvidia-smi` works: if it fails too, the NVIDIA driver needs reinstalling or a "
+            "reboot after an update. Or use device='cpu'.")
+
+
+def device_problem(device):
+    """None if `device` ('cpu' or 'cuda:N') can be used, else why not: CUDA unusable (require_cupy's
+    error) or N beyond the GPUs CuPy sees."""
+    device = canonical_device(device)
+    if device == "cpu":
+        return None
+    count = require_cupy().cuda.runtime.getDeviceCount()
+    index = int(device[5:])
+    if index < count:
+        return None
+    which = "cuda:0 only" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+    return f"{device} does not exist: CuPy sees {count} CUDA device{'s' * (count != 1)} ({which})"
+
+
+def cuda_index(device):
+    """N of the device 'cuda:N', after checking that CuPy sees it (ValueError if not)."""
+    problem = device_problem(device)
+    if problem:
+        raise ValueError(f"device {problem}")
+    return int(canonical_device(device)[5:])
+
+
+@contextlib.contextmanager
+def use_device(device):
+    """Make `device` CuPy's current device inside the block; nothing to do for 'cpu'.
+
+    CuPy allocates new arrays, launches kernels and draws random numbers on its current device, whatever
+    device the operands live on, so work on 'cuda:N' for N > 0 must run inside this block. fit,
+    train_epoch, evaluate_accuracy, predict, the DataLoader and the initializers enter it themselves;
+    a loop of one's own on 'cuda:1' runs under `with minivgg.cuda.use_device("cuda:1"):`."""
+    device = canonical_device(device)
+    if device == "cpu":
+        yield
+        return
+    index = cuda_index(device)
+    with require_cupy().cuda.Device(index):
+        yield
 
 
 def get_array_module(x):
@@ -98,8 +196,11 @@ def to_device(array, device):
         return array
     if device == "cpu":
         return array.get()
+    index = cuda_index(device)
     cupy = require_cupy()
-    with cupy.cuda.Device(int(device[5:])):
+    with cupy.cuda.Device(index):
+        if isinstance(array, cupy.ndarray):  # from another GPU: copy() copies onto the current device
+            return array.copy()
         return cupy.asarray(array)
 
 
@@ -110,28 +211,44 @@ def to_numpy(array):
     return array.get()
 
 
-# One seeded generator per device, so that a seed makes a CPU run repeatable bit for bit.
+# One seeded generator per device, so that a seed makes a run repeatable bit for bit.
 _generators = {}
 _seed = None
+# The loader draws its order from (seed, epoch) and its flips from (seed, epoch, 1); the training steps' own
+# generators take this third word, so that no two streams share a seed.
+STEP_STREAM = 2
 
 
 def get_generator(device="cpu"):
-    """The random generator of `device` (NumPy's or CuPy's `Generator`), created on first use."""
+    """The random generator of `device` (NumPy's or CuPy's `Generator`), created on first use from the seed
+    of `manual_seed` or, inside fit, of `derive_generators`."""
     device = canonical_device(device)
     if device not in _generators:
-        xp = array_module_for(device)
         if device == "cpu":
             _generators[device] = np.random.default_rng(_seed)
         else:
-            with xp.cuda.Device(int(device[5:])):
-                _generators[device] = xp.random.default_rng(_seed)
+            cupy = require_cupy()
+            with cupy.cuda.Device(cuda_index(device)):  # a CuPy generator draws on the device it was made on
+                _generators[device] = cupy.random.default_rng(_seed)
     return _generators[device]
 
 
 def manual_seed(seed):
-    """Seed every device's generator. Afterwards a CPU run repeats bit for bit."""
+    """Seed every device's generator. Afterwards a run repeats bit for bit."""
     global _seed
     _seed = int(seed)
+    _generators.clear()
+
+
+def derive_generators(seed, epoch, step):
+    """Give every device a generator that depends only on (seed, epoch, step) (each made on first use, so
+    a step that draws nothing costs nothing). fit calls it before every step: dropout's masks then do not
+    depend on what drew random numbers before (initialization, an earlier epoch, a resume), so a resumed
+    run draws the masks of the run that went straight through, on every device, without checkpointing any
+    generator state."""
+    global _seed
+    key = np.random.SeedSequence([int(seed), int(epoch), STEP_STREAM, int(step)])
+    _seed = int(key.generate_state(1, np.uint64)[0])  # an int: what both NumPy and CuPy accept as a seed
     _generators.clear()
 
 

@@ -4,6 +4,7 @@
     minivgg evaluate RUN_DIR                                                 test accuracy, per class, confusion
     minivgg summary [--arch vgg11] [--ratio 1] [--resize 224]               D2L's shape/parameter table
     minivgg inspect [--arch d2l] [--run RUN_DIR]                             per-layer activations and gradients
+    minivgg doctor [--device cuda:N]                                         is the GPU path usable here, and right
 """
 import argparse
 import math
@@ -128,6 +129,10 @@ def build_parser():
                        help=defaults("output_std", "draw the output layer's weights from N(0, STD); 0: like "
                                                    "the other layers"))
     train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N")
+    train.add_argument("--tf32", action="store_true",
+                       help="GPU only: let float32 matrix products (convolutions, linear layers) use TF32 tensor "
+                            "cores on NVIDIA Ampere or newer, faster with inputs rounded to a 10-bit mantissa; "
+                            "off by default (sets CUPY_TF32=1 for this run)")
     train.add_argument("--seed", type=_integer(0), default=0)
     folder = train.add_mutually_exclusive_group()
     folder.add_argument("--out", help="run folder (default runs/<date-time>)")
@@ -157,7 +162,14 @@ def build_parser():
     inspect.add_argument("--out", default=None, help="where to write the graph (default: the run folder or .)")
     inspect.add_argument("--device", type=_device, default="cpu")
     inspect.add_argument("--data")
-    parser.commands = {"train": train, "evaluate": evaluate, "summary": summary, "inspect": inspect}
+
+    doctor = sub.add_parser("doctor", help="check the GPU path: versions, every kernel against the CPU, a timed "
+                                           "training step (run it first on a GPU; send its output with a bug report)")
+    doctor.add_argument("--device", type=_device, default="cuda", help="the GPU to check: cuda or cuda:N")
+    doctor.add_argument("--size", type=POSITIVE_INT, default=224, help="input size of the timed step (at least 32)")
+    doctor.add_argument("--batch", type=POSITIVE_INT, default=128, help="batch of the timed step")
+    parser.commands = {"train": train, "evaluate": evaluate, "summary": summary, "inspect": inspect,
+                       "doctor": doctor}
     return parser
 
 
@@ -167,6 +179,10 @@ def cmd_train(args):
     from . import cpu, data, load, manual_seed, train
 
     device = backend.canonical_device(args.device)
+    if args.tf32:  # before CuPy's first float32 matrix product, when it reads the setting
+        from . import cuda
+
+        cuda.set_tf32(True)
     if device != "cpu":
         backend.require_cupy()
     else:
@@ -204,8 +220,8 @@ def cmd_train(args):
     clipped = f", gradient norm clipped at {config['clip_grad_norm']}" if config["clip_grad_norm"] else ""
     print(f"training {config['arch']} (channels / {config['ratio']}) on Fashion-MNIST at "
           f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
-          f"schedule{warmup}{clipped}, {config['init']} init{output}, {config['epochs']} epochs on {device}; run folder "
-          f"{out}", flush=True)
+          f"schedule{warmup}{clipped}, {config['init']} init{output}, {config['epochs']} epochs on {device}"
+          f"{' with TF32 matrix products' if args.tf32 else ''}; run folder {out}", flush=True)
     if device == "cpu":
         print(f"cpu: {backend.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
     if args.resume:
@@ -311,6 +327,12 @@ def cmd_inspect(args):
     return 0
 
 
+def cmd_doctor(args):
+    from . import doctor
+
+    return doctor.run(args.device, size=args.size, batch=args.batch)
+
+
 def _restart_with_a_short_blas_spin():
     """Start this command again with OPENBLAS_THREAD_TIMEOUT set, unless it is set already.
 
@@ -382,7 +404,15 @@ def _check_args(parser, args):
                          f"got {args.resize}")
     if getattr(args, "data", None) and not os.path.isdir(args.data):
         parser.error(f"argument --data: no folder at {args.data}")
+    device = _device_of(args)
+    if device != "cpu" and backend.cuda_is_available():  # without CUDA the command says why when it starts
+        problem = backend.device_problem(device)
+        if problem:
+            parser.error(f"argument --device: {problem}")
     if command == "train":
+        if args.tf32 and device == "cpu":
+            parser.error("argument --tf32: TF32 is a mode of NVIDIA GPUs (Ampere or newer); the CPU always "
+                         "multiplies in full float32. Use it with --device cuda")
         if args.resume:
             problem = _run_folder_problem(args.resume, f"start a run with minivgg train --out {args.resume}")
             if problem:
@@ -402,6 +432,19 @@ def _check_args(parser, args):
                 parser.error(f"argument --run: {problem}")
         if args.out and not os.path.isdir(args.out):
             parser.error(f"argument --out: no folder at {args.out}")
+    elif command == "doctor":
+        if args.device == "cpu":
+            parser.error("argument --device: doctor checks a GPU: give cuda or cuda:N")
+        if args.size < 32:
+            parser.error(f"argument --size: must be an integer >= 32 (VGG's five max-poolings halve the input five "
+                         f"times: 32 -> 1), got {args.size}")
+
+
+def _device_of(args):
+    """The device a command computes on ('cpu' for a command without --device)."""
+    if args.command not in ("train", "evaluate", "inspect"):
+        return "cpu"
+    return backend.canonical_device(args.device)
 
 
 def main(argv=None):
@@ -409,7 +452,8 @@ def main(argv=None):
     anything runs), then run the command; an error while it runs is one line on stderr, exit code 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "inspect": cmd_inspect}
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "inspect": cmd_inspect,
+                "doctor": cmd_doctor}
     if args.command is None:
         parser.print_help()
         return 0
@@ -417,7 +461,8 @@ def main(argv=None):
     if argv is None and args.command == "train" and args.device == "cpu":  # the command line, not a test's call
         _restart_with_a_short_blas_spin()
     try:
-        return commands[args.command](args)
+        with backend.use_device(_device_of(args)):  # CuPy computes on its current device: make it the chosen one
+            return commands[args.command](args)
     except (RuntimeError, ValueError, OSError, KeyError, MemoryError) as exc:
         if os.environ.get("MINIVGG_DEBUG"):
             raise

@@ -202,10 +202,11 @@ class DataLoader:
         flips = np.random.default_rng([self.seed, self.epoch, 1]).random(len(order)) < 0.5 if self.flip else None
         for b in range(len(self)):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])  # sorted: faster gather
-            images = self._to_device_float(self.images[index])
-            if flips is not None:
-                images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
-            labels = backend.to_device(self.labels[index], self.device)
+            with backend.use_device(self.device):  # the conversion's kernels run where the batch is
+                images = self._to_device_float(self.images[index])
+                if flips is not None:
+                    images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
+                labels = backend.to_device(self.labels[index], self.device)
             yield Tensor(images), Tensor(labels)
         self.epoch += 1
 

@@ -438,12 +438,18 @@ def cross_entropy(logits, labels):
     if labels.shape != logits.shape[:1]:
         raise ValueError(f"cross_entropy: labels of shape {labels.shape} do not match logits {logits.shape}: "
                          f"expected ({logits.shape[0]},)")
-    if labels.device == "cpu" and labels.size:  # on the GPU this check would stall every step
+    # On a GPU this check would wait for the device at every step (and CuPy wraps an out-of-range index
+    # around instead of failing): train_epoch checks the labels there when it reads the loss anyway.
+    if labels.device == "cpu" and labels.size:
         low, high = int(labels.data.min()), int(labels.data.max())
         if low < 0 or high >= logits.shape[1]:
-            raise ValueError(f"cross_entropy: label {low if low < 0 else high} is out of range for "
-                             f"{logits.shape[1]} classes (logits {logits.shape})")
+            raise label_range_error(low if low < 0 else high, logits.shape[1], f"logits {logits.shape}")
     return CrossEntropyFunction()(logits, labels)
+
+
+def label_range_error(label, classes, where):
+    """The ValueError for a class label outside [0, classes); `where` says where it was found."""
+    return ValueError(f"cross_entropy: label {label} is out of range for {classes} classes ({where})")
 
 
 # ---------------------------------------------------------------------------------------------------

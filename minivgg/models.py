@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import nn
+from . import backend, nn
 from .autograd import Tensor, no_grad
 from .backend import array_module_for
 
@@ -116,12 +116,13 @@ def _block_outputs(net, x):
 
 
 def _dry_run(net, input_shape, device):
-    """One forward pass on zeros, without a graph and in evaluation mode; materializes lazy layers."""
-    x = Tensor(array_module_for(device).zeros(input_shape, dtype=np.float32))
+    """One forward pass on zeros, without a graph and in evaluation mode, on `device` (made CuPy's current
+    device); materializes lazy layers."""
     was_training = net.training
     net.eval()
     try:
-        with no_grad():
+        with no_grad(), backend.use_device(device):
+            x = Tensor(array_module_for(device).zeros(input_shape, dtype=np.float32))
             return _block_outputs(net, x)
     finally:
         net.train(was_training)

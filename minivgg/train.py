@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import backend
+from . import backend, cuda
 from . import functional as F
 from .autograd import no_grad
 from .nn.utils import clip_grad_norm_
@@ -29,7 +29,7 @@ def evaluate_accuracy(net, loader):
     was_training = net.training
     net.eval()
     correct, total = 0, 0
-    with no_grad():
+    with no_grad(), backend.use_device(_device_of(net)):
         for images, labels in loader:
             predicted = net(images).data.argmax(axis=1)
             correct += (predicted == labels.data).sum()  # stays on the device until the end
@@ -42,11 +42,15 @@ def predict(net, loader):
     """(predicted labels, true labels) as NumPy arrays over the whole loader."""
     net.eval()
     preds, trues = [], []
-    with no_grad():
+    with no_grad(), backend.use_device(_device_of(net)):
         for images, labels in loader:
             preds.append(backend.to_numpy(net(images).data.argmax(axis=1)))
             trues.append(labels.numpy())
     return np.concatenate(preds), np.concatenate(trues)
+
+
+def _device_of(net):
+    return next(net.parameters()).device
 
 
 def plot_history(history, path):
@@ -82,7 +86,9 @@ def _write_json(obj, path):
 
 def training_state(net, optimizer, scheduler, epoch, history, config):
     """Everything an exact resume needs after `epoch` finished epochs: weights, optimizer (momentum/moments)
-    and scheduler state, the random generator (dropout, shuffling), the history and the run's config."""
+    and scheduler state, the history and the run's config; also the CPU generator's state, for draws made
+    outside fit (fit's own, dropout's, come from (seed, epoch, step), and the loader's order from (seed,
+    epoch), so they need no state)."""
     return {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -171,45 +177,82 @@ def train_step(net, images, labels, optimizer, scheduler=None, clip_grad_norm=No
 def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_grad_norm=None, monitor=None,
                 progress=True, log_every=20, checkpoint=None):
     """One pass over `loader` in training mode (`epoch` counts from 0), one `train_step` per batch (the
-    keyword arguments up to `monitor` go to it). Every `log_every` steps and at the last one, the running loss
-    and accuracy go to the progress bar and to history["points"]. Returns (mean loss, accuracy, examples).
+    keyword arguments up to `monitor` go to it), on the device of `net` (made CuPy's current device).
+    Every `log_every` steps and at the last one, the running loss and accuracy go to the progress bar and to
+    history["points"]. Returns (mean loss, accuracy, examples).
 
-    A NaN/inf loss raises TrainingDiverged naming `checkpoint`; a KeyboardInterrupt leaves with `.step` set to
-    the steps done, for the caller's message."""
+    Before each step the generators are derived from (the loader's seed, epoch, step) (see
+    backend.derive_generators): the same seed that fixes the loader's order and flips fixes dropout's masks,
+    so a resumed run repeats the one that went straight through, on the CPU and on a GPU.
+
+    A NaN/inf loss raises TrainingDiverged naming `checkpoint`, a label outside the classes the ValueError of
+    cross_entropy; a KeyboardInterrupt leaves with `.step` set to the steps done, for the caller's message."""
     loader.set_epoch(epoch)
     net.train()
-    device = next(net.parameters()).device
+    device = _device_of(net)
+    seed = getattr(loader, "seed", 0)
+    with backend.use_device(device):
+        return _train_epoch(net, loader, optimizer, epoch, history, device, seed, scheduler, clip_grad_norm,
+                            monitor, progress, log_every, checkpoint)
+
+
+def _train_epoch(net, loader, optimizer, epoch, history, device, seed, scheduler, clip_grad_norm, monitor,
+                 progress, log_every, checkpoint):
     xp = backend.array_module_for(device)
-    # The sums stay on the device: reading them is a synchronization, done only when logging (on the CPU it
-    # costs nothing, so there the loss is checked after every step).
+    on_gpu = device != "cpu"
+    # The sums stay on the device: reading them is a synchronization, done only when logging, all in one
+    # copy (on the CPU it costs nothing, so there the loss is checked after every step). On a GPU the
+    # labels' smallest and largest values are kept too, for the range check that cross_entropy makes at
+    # once on the CPU: CuPy wraps an out-of-range index around instead of failing.
     loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
+    label_low, label_high = xp.zeros((), dtype=np.int64), xp.zeros((), dtype=np.int64)
     num_batches = len(loader)
     bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
     start = time.perf_counter()
     step = 0
     try:
         for step, (images, labels) in enumerate(loader, 1):
+            backend.derive_generators(seed, epoch, step)
             loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
             n = labels.shape[0]
             loss_sum += loss.data * n
             correct += (logits.data.argmax(axis=1) == labels.data).sum()
             seen += n
+            if on_gpu and n:
+                label_low = xp.minimum(label_low, labels.data.min())
+                label_high = xp.maximum(label_high, labels.data.max())
             logging = step % log_every == 0 or step == num_batches
-            if logging or device == "cpu":
-                mean_loss = float(loss_sum) / seen
-                check_finite_loss(mean_loss, float(loss.data), epoch + 1, step, checkpoint)
+            if logging or not on_gpu:
+                total_loss, batch_loss, total_correct, low, high = _read(
+                    xp, loss_sum, loss.data, correct, label_low, label_high)
+                if on_gpu and (low < 0 or high >= logits.shape[1]):
+                    raise F.label_range_error(int(low if low < 0 else high), logits.shape[1],
+                                              f"seen by step {step} of epoch {epoch + 1}; on a GPU the labels are "
+                                              f"checked when the loss is read, every {log_every} steps")
+                mean_loss = total_loss / seen
+                check_finite_loss(mean_loss, batch_loss, epoch + 1, step, checkpoint)
                 if logging:
-                    acc = float(correct) / seen
+                    acc = total_correct / seen
                     rate = seen / (time.perf_counter() - start)
                     bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
                     history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss, "acc": acc})
+                    if on_gpu:
+                        cuda.memory_info()  # updates the pool's high-water mark (host counters: no synchronization)
             bar.update(1)
     except KeyboardInterrupt as exc:
         exc.step = step  # how far the epoch got: fit names it when it saves interrupted.npz
         raise
     finally:
         bar.close()
-    return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), seen
+    total_loss, total_correct = _read(xp, loss_sum, correct)
+    return total_loss / max(seen, 1), total_correct / max(seen, 1), seen
+
+
+def _read(xp, *values):
+    """Device scalars as Python floats, copied to the host together: one synchronization on a GPU."""
+    if xp is np:
+        return [float(v) for v in values]
+    return [float(v) for v in backend.to_numpy(xp.stack([v.astype(np.float64) for v in values]))]
 
 
 def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, out_dir=None, start_epoch=0,
@@ -224,13 +267,27 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     epoch (ReduceLROnPlateau gets the test accuracy), or after every batch with scheduler_per_step=True.
     `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
     step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
+
+    Everything runs on the device of `net`, made CuPy's current device (so 'cuda:1' computes on GPU 1).
+    Dropout's masks depend only on (train_loader.seed, epoch, step) (see train_epoch), which makes a resume
+    exact on every device. On a GPU each epoch's record holds `peak_gpu_bytes`: the most memory CuPy's
+    pool held during the epoch (cuda.memory_info()["peak"]).
     """
     history = history or {"epochs": [], "points": []}
-    device = next(net.parameters()).device
+    device = _device_of(net)
+    with backend.use_device(device):
+        return _fit(net, train_loader, test_loader, optimizer, epochs, scheduler, out_dir, start_epoch, history,
+                    config, progress, log_every, monitor, print_fn, scheduler_per_step, clip_grad_norm, device)
+
+
+def _fit(net, train_loader, test_loader, optimizer, epochs, scheduler, out_dir, start_epoch, history, config,
+         progress, log_every, monitor, print_fn, scheduler_per_step, clip_grad_norm, device):
     run = RunFolder(out_dir) if out_dir else None
     total_examples, total_time = 0, 0.0
     for epoch in range(start_epoch, start_epoch + epochs):
         start = time.perf_counter()
+        if device != "cpu":
+            cuda.reset_peak_memory()
         try:
             loss, acc, seen = train_epoch(
                 net, train_loader, optimizer, epoch, history, scheduler=scheduler if scheduler_per_step else None,
@@ -247,9 +304,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
         record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": test_acc, "lr": optimizer.lr,
                   "time": time.perf_counter() - start, "examples_per_sec": seen / train_time}
         if device != "cpu":
-            from . import cuda
-
-            record["peak_gpu_bytes"] = cuda.memory_info()["total"]
+            record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
         history["epochs"].append(record)
         print_fn(_epoch_line(record))
         if scheduler is not None and not scheduler_per_step:
@@ -267,7 +322,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
 
 
 def _epoch_line(record):
-    gpu = f", GPU memory {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""
+    gpu = f", GPU memory peak {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""
     return (f"epoch {record['epoch']}, loss {record['loss']:.4f}, train acc {record['train_acc']:.3f}, "
             f"test acc {record['test_acc']:.3f}, time {record['time']:.1f} sec{gpu}")
 

@@ -1,3 +1,5 @@
+import types
+
 import numpy as np
 import pytest
 
@@ -21,3 +23,23 @@ def rng():
 @pytest.fixture(autouse=True)
 def _seed():
     minivgg.manual_seed(0)
+
+
+@pytest.fixture(params=["stand-in", pytest.param("card", marks=pytest.mark.gpu)])
+def cuda_device(request, monkeypatch):
+    """The device 'cuda' a GPU test runs on: the strict CuPy stand-in (tests/strict_cupy.py), everywhere, and
+    the real card, where CuPy sees one. So every GPU test's body runs in CI, and the `gpu` mark means "on a
+    real card": `pytest -m gpu` runs exactly the card's share (skipped, with the reason, without a card).
+
+    Yields .device ('cuda'), .strict (True for the stand-in) and .stats (the stand-in's transfer and
+    synchronization counts, None on the card)."""
+    if request.param == "card":
+        if not minivgg.cuda.is_available():
+            pytest.skip("no CUDA device visible to CuPy (minivgg.cuda.is_available() is False)")
+        yield types.SimpleNamespace(device="cuda", strict=False, stats=None)
+        minivgg.cuda.synchronize()
+        return
+    from strict_cupy import STATS, installed
+
+    with installed(monkeypatch):
+        yield types.SimpleNamespace(device="cuda", strict=True, stats=STATS)

@@ -7,13 +7,29 @@
   with a NumPy array in one operation raises TypeError; `.get()` is the explicit copy to the host.
   NumPy functions reached through `__array_function__`/`__array_ufunc__` are allowed only under names
   CuPy itself has, as CuPy dispatches those.
-- It counts host-to-device and device-to-host copies, so a test can see copies in the hot loop.
+- Every call is checked against CuPy's recorded signature (cupy_signatures.py): a keyword or an argument
+  count CuPy refuses (`x.max(initial=0)`, `cupy.multiply(a, b, where=m)`) raises CupyRefusal naming both.
+  Reductions and scalars come back as 0-d device arrays, as in CuPy, never as NumPy scalars.
+- It counts host-to-device and device-to-host copies, and every host synchronization (STATS["sync"], with
+  SYNCS saying which): `.get()`, `.item()`, `.tolist()`, `float()`, `int()`, `complex()`, `bool()` (so
+  `if array:`), and printing. CuPy arrays have no `__index__`: using one as a Python integer is refused.
+- Its random generator draws from NumPy's Philox, not from NumPy's default PCG64: like a real GPU's, its
+  numbers differ from `np.random.default_rng(seed)`'s, so code that expects equal draws on both devices
+  fails here too. It has only cupy.random.Generator's methods (no `normal`), with their signatures.
+- It has MACHINE["device_count"] GPUs and a current device (`with cupy.cuda.Device(n):`). An array remembers
+  the device it was made on; an operation with an operand on another device raises CuPy's ValueError, a
+  generator used on another device CuPy's RuntimeError, as with two GPUs without peer access.
+  MACHINE["error"] makes counting the GPUs raise CUDARuntimeError (e.g. 35, cudaErrorInsufficientDriver).
+- Integer-array indices out of range wrap around, as in CuPy (NumPy raises IndexError).
 """
 import contextlib
+import inspect
 import json
 import os
 
 import numpy as np
+
+from cupy_signatures import RECORDED, refusal, signature
 
 API = json.load(open(os.path.join(os.path.dirname(__file__), "cupy_api.json")))
 _np_array, _np_asarray = np.array, np.asarray  # the originals: `installed` guards the public ones
@@ -25,6 +41,7 @@ class CupyRefusal(TypeError):
 
 def _unwrap(value):
     if isinstance(value, DeviceArray):
+        _check_current_device(value)
         return value.view(np.ndarray)
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
@@ -52,6 +69,11 @@ class DeviceArray(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if ufunc.__name__ not in API["cupy"]:
             raise CupyRefusal(f"CuPy has no ufunc {ufunc.__name__}")
+        if method != "__call__" and f"cupy.ufunc.{method}" not in RECORDED:
+            raise CupyRefusal(f"CuPy's ufuncs have no method {method!r} (numpy.{ufunc.__name__}.{method})")
+        if not _inside_method[0]:  # a method's own internal ufunc calls were checked as the method's call
+            _refuse_unless_accepted(f"cupy.{ufunc.__name__}" if method == "__call__" else f"cupy.ufunc.{method}",
+                                    inputs, kwargs)
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_unwrap(o) for o in out)
@@ -66,19 +88,82 @@ class DeviceArray(np.ndarray):
         if func.__name__ not in API["cupy"]:
             raise CupyRefusal(f"numpy.{func.__name__} was called on a device array; CuPy has no "
                               f"cupy.{func.__name__} to dispatch it to")
+        _refuse_unless_accepted(f"cupy.{func.__name__}", args, kwargs)
         return _wrap(func(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
 
     def __getattribute__(self, name):
-        if not name.startswith("_") and name not in API["cupy.ndarray"]:
+        if name.startswith("_"):
+            return super().__getattribute__(name)
+        if name not in API["cupy.ndarray"]:
             raise AttributeError(f"cupy.ndarray has no attribute {name!r}")
-        return super().__getattribute__(name)
+        value = super().__getattribute__(name)
+        if callable(value) and f"cupy.ndarray.{name}" in RECORDED:
+            return _checked_method(name, value)
+        return value
+
+    # Host synchronizations: each waits for the GPU and copies a result to the host.
+    def item(self):
+        _sync("item()")
+        return self.view(np.ndarray).item()
+
+    def tolist(self):
+        _sync("tolist()")
+        return self.view(np.ndarray).tolist()
+
+    def __float__(self):
+        _sync("float()")
+        return float(self.view(np.ndarray))
+
+    def __int__(self):
+        _sync("int()")
+        return int(self.view(np.ndarray))
+
+    def __complex__(self):
+        _sync("complex()")
+        return complex(self.view(np.ndarray))
+
+    def __bool__(self):
+        _sync("bool()")
+        return bool(self.view(np.ndarray))
+
+    def __repr__(self):
+        _sync("repr()")
+        return repr(self.view(np.ndarray))
+
+    def __str__(self):
+        _sync("str()")
+        return str(self.view(np.ndarray))
+
+    def __format__(self, spec):
+        _sync("format()")
+        return format(self.view(np.ndarray), spec)
+
+    def __index__(self):
+        raise CupyRefusal("a device array was used as a Python integer (index, range, slice bound): cupy.ndarray "
+                          "has no __index__; use int(x), a synchronization, if that is meant")
+
+    def __iter__(self):  # CuPy yields 0-d device arrays from a 1-D array, not host scalars
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __array_finalize__(self, obj):
+        self._device_id = getattr(obj, "_device_id", _current[-1])  # a view stays where its base is
 
     @property
     def device(self):
-        return _Device(0)
+        return _Device(self._device_id)
+
+    # CuPy wraps out-of-range integer-array indices around (NumPy raises IndexError).
+    def __getitem__(self, index):  # an element comes back as a 0-d device array, as in CuPy
+        return _wrap(super().__getitem__(_wrapped_index(self.shape, index)))
+
+    def __setitem__(self, index, value):
+        super().__setitem__(_wrapped_index(self.shape, index), value)
 
     def get(self):
         STATS["device_to_host"] += 1
+        _sync("get()")
         return _np_array(self.view(np.ndarray), copy=True)
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
@@ -88,17 +173,84 @@ class DeviceArray(np.ndarray):
         return _wrap(self.view(np.ndarray).copy(order=order))
 
 
-STATS = {"host_to_device": 0, "device_to_host": 0}
+def _wrapped_index(shape, index):
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(p is None or p is Ellipsis for p in parts):
+        return index
+    parts = tuple(p.view(np.ndarray) % shape[axis] if isinstance(p, np.ndarray) and p.dtype.kind in "iu" else p
+                  for axis, p in enumerate(parts))
+    return parts if isinstance(index, tuple) else parts[0]
+
+
+STATS = {"host_to_device": 0, "device_to_host": 0, "sync": 0}
+SYNCS = []  # what each synchronization counted in STATS["sync"] was: "float()", "get()", ...
+_inside_method = [0]  # > 0 while a device array's (already checked) method runs NumPy's implementation
+
+
+def _sync(what):
+    STATS["sync"] += 1
+    SYNCS.append(what)
+
+
+def _refuse_unless_accepted(name, args, kwargs):
+    reason = refusal(name, args, kwargs)
+    if reason:
+        raise CupyRefusal(reason)
+
+
+def _checked_method(name, method):
+    """A device array's method that refuses what CuPy's would, and returns 0-d device arrays for scalars."""
+    def call(*args, **kwargs):
+        _refuse_unless_accepted(f"cupy.ndarray.{name}", args, kwargs)
+        _inside_method[0] += 1
+        try:
+            result = method(*args, **kwargs)
+        finally:
+            _inside_method[0] -= 1
+        return _wrap(result) if isinstance(result, np.generic) else result
+    call.__name__ = name
+    return call
+
+
+# The machine the stand-in pretends to be: how many GPUs, or the CUDA error (a status from CUDA_ERRORS)
+# that counting them raises. `installed` resets it; a test may change it.
+MACHINE = {"device_count": 1, "error": None}
+_current = [0]  # the current device, innermost `with Device(n):` last
+CUDA_ERRORS = {
+    3: ("cudaErrorInitializationError", "initialization error"),
+    35: ("cudaErrorInsufficientDriver", "CUDA driver version is insufficient for CUDA runtime version"),
+    100: ("cudaErrorNoDevice", "no CUDA-capable device is detected"),
+    101: ("cudaErrorInvalidDevice", "invalid device ordinal"),
+}
+
+
+class CUDARuntimeError(RuntimeError):
+    """cupy.cuda.runtime.CUDARuntimeError: `status` and CuPy's text 'name: description'."""
+
+    def __init__(self, status):
+        self.status = status
+        super().__init__("%s: %s" % CUDA_ERRORS[status])
+
+
+def _check_current_device(array):
+    """CuPy launches a kernel on the current device and refuses an operand that lives on another one."""
+    if array._device_id != _current[-1]:
+        raise ValueError(f"The device where the array resides ({array._device_id}) is different from the current "
+                         f"device ({_current[-1]}). Peer access is unavailable between these devices.")
 
 
 class _Device:
-    def __init__(self, id=0):
-        self.id = id
+    def __init__(self, id=None):
+        self.id = _current[-1] if id is None else int(id)
 
     def __enter__(self):
+        if not 0 <= self.id < _Runtime.getDeviceCount():
+            raise CUDARuntimeError(101)
+        _current.append(self.id)
         return self
 
     def __exit__(self, *exc):
+        _current.pop()
         return False
 
     def synchronize(self):
@@ -106,9 +258,28 @@ class _Device:
 
 
 class _Runtime:
+    CUDARuntimeError = CUDARuntimeError
+
     @staticmethod
     def getDeviceCount():
-        return 1
+        if MACHINE["error"] is not None:
+            raise CUDARuntimeError(MACHINE["error"])
+        return MACHINE["device_count"]
+
+    @staticmethod
+    def runtimeGetVersion():
+        return 12080
+
+    @staticmethod
+    def driverGetVersion():  # the newest CUDA the driver supports; 0 without a driver
+        return 0 if MACHINE["error"] == 35 else 12080
+
+    @staticmethod
+    def getDeviceProperties(device):
+        if not 0 <= device < _Runtime.getDeviceCount():
+            raise CUDARuntimeError(101)
+        return {"name": b"strict CuPy stand-in (NumPy on the CPU, no GPU)", "major": 0, "minor": 0,
+                "totalGlobalMem": 0, "multiProcessorCount": 0}
 
 
 class _Cuda:
@@ -117,16 +288,32 @@ class _Cuda:
 
 
 class _Generator:
-    """cupy.random.Generator's methods only."""
+    """cupy.random.Generator's methods only, with CuPy's signatures. The bits come from NumPy's Philox (CuPy's
+    default_rng uses XORWOW): the same seed gives other numbers than np.random.default_rng(seed), as on a GPU."""
 
-    def __init__(self, seed):
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, seed=None):
+        self._rng = np.random.Generator(np.random.Philox(seed))
+        self._device_id = _current[-1]  # its state lives on the device current at creation
 
     def __getattr__(self, name):
         if name not in API["cupy.random.Generator"]:
             raise AttributeError(f"cupy.random.Generator has no method {name!r}")
         method = getattr(self._rng, name)
-        return lambda *a, **k: _wrap(method(*a, **k))
+        qualname = f"cupy.random.Generator.{name}"
+
+        def draw(*a, **k):
+            if self._device_id != _current[-1]:
+                raise RuntimeError("This Generator state is allocated in a different device")
+            _refuse_unless_accepted(qualname, a, k)
+            given = signature(qualname).bind(*a, **k).arguments if signature(qualname) else dict(k)
+            # CuPy draws in `dtype` where NumPy has no dtype parameter (uniform, beta, ...): cast after
+            dtype = given.pop("dtype", None) if "dtype" not in inspect.signature(method).parameters else None
+            out = given.get("out")
+            result = method(**{key: _unwrap(v) for key, v in given.items()})
+            if out is not None:
+                return out
+            return _wrap(result if dtype is None else _np_asarray(result).astype(dtype))
+        return draw
 
 
 class _Random:
@@ -138,10 +325,38 @@ class _Random:
         raise AttributeError(f"the strict stand-in does not provide cupy.random.{name}")
 
 
+class _Ufunc:
+    """A CuPy ufunc: called, or through its methods (`cupy.add.at`, `.reduce`, ...), with CuPy's signatures."""
+
+    _ATTRIBUTES = ("name", "nin", "nout", "nargs", "types")  # its other public names in CuPy
+
+    def __init__(self, ufunc):
+        self._ufunc = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args, **kwargs):
+        return self._checked(f"cupy.{self.__name__}", self._ufunc)(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if f"cupy.ufunc.{name}" in RECORDED:
+            return self._checked(f"cupy.ufunc.{name}", getattr(self._ufunc, name))
+        if name in self._ATTRIBUTES:
+            return getattr(self._ufunc, "__name__" if name == "name" else name)
+        raise AttributeError(f"cupy.ufunc has no attribute {name!r}")
+
+    @staticmethod
+    def _checked(qualname, function):
+        def call(*args, **kwargs):
+            _refuse_unless_accepted(qualname, args, kwargs)
+            return _wrap(function(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+        return call
+
+
 class StrictCupy:
     """`xp` for device arrays: NumPy's implementation under CuPy's names only."""
 
     __name__ = "cupy"
+    __version__ = API["cupy_version"]
     ndarray = DeviceArray
     cuda = _Cuda()
     random = _Random()
@@ -150,8 +365,11 @@ class StrictCupy:
         if name not in API["cupy"]:
             raise AttributeError(f"module 'cupy' has no attribute {name!r} (minivgg must not use it)")
         value = getattr(np, name)
+        if isinstance(value, np.ufunc):
+            return _Ufunc(value)
         if callable(value) and not isinstance(value, type):
             def call(*args, **kwargs):
+                _refuse_unless_accepted(f"cupy.{name}", args, kwargs)
                 return _wrap(value(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
             call.__name__ = name
             return call
@@ -192,9 +410,40 @@ def _refusing(convert):
     return guarded
 
 
+class _Patches:
+    """The part of pytest's monkeypatch that `installed` uses, for use outside pytest (lesson 12)."""
+
+    def __init__(self):
+        self._undo = []
+
+    def setattr(self, target, name, value):
+        self._undo.append(lambda old=getattr(target, name): setattr(target, name, old))
+        setattr(target, name, value)
+
+    def setitem(self, mapping, key, value):
+        if key in mapping:
+            self._undo.append(lambda old=mapping[key]: mapping.__setitem__(key, old))
+        else:
+            self._undo.append(lambda: mapping.pop(key, None))
+        mapping[key] = value
+
+    def undo(self):
+        while self._undo:
+            self._undo.pop()()
+
+
 @contextlib.contextmanager
-def installed(monkeypatch):
-    """Make minivgg see the stand-in as CuPy with one GPU."""
+def installed(monkeypatch=None):
+    """Make minivgg see the stand-in as CuPy with one GPU. Without a monkeypatch (outside pytest) the patches
+    are undone on leaving the block."""
+    if monkeypatch is None:
+        patches = _Patches()
+        try:
+            with installed(patches) as fake:
+                yield fake
+        finally:
+            patches.undo()
+        return
     import sys
 
     from minivgg import backend
@@ -205,5 +454,8 @@ def installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setattr(backend, "_cupy_module", fake)
     monkeypatch.setattr(backend, "_generators", {})
-    STATS.update(host_to_device=0, device_to_host=0)
+    STATS.update(host_to_device=0, device_to_host=0, sync=0)
+    SYNCS.clear()
+    MACHINE.update(device_count=1, error=None)
+    _current[:] = [0]
     yield fake

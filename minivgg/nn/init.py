@@ -19,17 +19,20 @@ def _generator(tensor):
     return backend.get_generator(tensor.device)
 
 
+# Each initializer draws and computes on the tensor's device (made CuPy's current device: see use_device).
 def uniform_(tensor, low=0.0, high=1.0):
     """Fill with U(low, high)."""
-    u = _generator(tensor).random(tensor.shape, dtype=np.float32)
-    tensor.data = (u * np.float32(high - low) + np.float32(low)).astype(tensor.dtype, copy=False)
+    with backend.use_device(tensor.device):
+        u = _generator(tensor).random(tensor.shape, dtype=np.float32)
+        tensor.data = (u * np.float32(high - low) + np.float32(low)).astype(tensor.dtype, copy=False)
     return tensor
 
 
 def normal_(tensor, mean=0.0, std=0.01):
     """Fill with N(mean, std^2); std=0.01 is the paper's choice for configuration A."""
-    z = _generator(tensor).standard_normal(tensor.shape, dtype=np.float32)
-    tensor.data = (z * np.float32(std) + np.float32(mean)).astype(tensor.dtype, copy=False)
+    with backend.use_device(tensor.device):
+        z = _generator(tensor).standard_normal(tensor.shape, dtype=np.float32)
+        tensor.data = (z * np.float32(std) + np.float32(mean)).astype(tensor.dtype, copy=False)
     return tensor
 
 
@@ -48,5 +51,6 @@ def kaiming_normal_(tensor, mode="fan_in"):
 
 
 def zeros_(tensor):
-    tensor.data = backend.get_array_module(tensor.data).zeros(tensor.shape, dtype=tensor.dtype)
+    with backend.use_device(tensor.device):
+        tensor.data = backend.get_array_module(tensor.data).zeros(tensor.shape, dtype=tensor.dtype)
     return tensor

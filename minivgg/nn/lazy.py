@@ -46,9 +46,10 @@ class _Lazy:
     def _materialize(self, device):
         """Give the placeholder parameters their shapes and default values on `device`."""
         shapes = self._parameter_shapes()
-        for name, p in self._parameters.items():
-            p.data = backend.array_module_for(device).empty(shapes[name], dtype=np.float32)
-            p._lazy = False
+        with backend.use_device(device):  # CuPy allocates on its current device
+            for name, p in self._parameters.items():
+                p.data = backend.array_module_for(device).empty(shapes[name], dtype=np.float32)
+                p._lazy = False
         self.reset_parameters()
 
     def to(self, device):

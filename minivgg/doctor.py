@@ -1,0 +1,210 @@
+"""`minivgg doctor`: can this machine train on its GPU, and does the GPU compute what the CPU computes?
+
+It prints CuPy's and CUDA's versions and the device, runs every kernel on the GPU and on the CPU on the same
+small inputs (forward and backward) and compares them, times a training step of D2L's VGG-11 (channels / 4),
+and ends with one line: "GPU path OK", or what failed. Without a usable GPU it says what is missing (CuPy
+not installed, no device, or the CUDA error) and returns 1. Its output is what a GPU bug report needs.
+"""
+import importlib
+import math
+import time
+
+import numpy as np
+
+from . import backend, cuda, models, optim
+from . import functional as F
+from .autograd import tensor
+
+TOLERANCE = 1e-4  # float32 on two devices: products summed in another order, relative to the largest value
+DROPOUT_P = 0.5
+
+
+def _cuda_version(number):
+    """CUDA's version integer (12090) as text ('12.9')."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _versions(say):
+    """Print CuPy's and CUDA's versions, as far as they can be read; return the CuPy module or None."""
+    try:
+        cupy = importlib.import_module("cupy")
+    except Exception as exc:  # ImportError, or a CUDA library that fails to load
+        say(f"CuPy:    not installed ({type(exc).__name__}: {exc})")
+        return None
+    runtime = cupy.cuda.runtime
+    try:
+        built = f"CUDA runtime {_cuda_version(runtime.runtimeGetVersion())}"
+    except Exception as exc:
+        built = f"CUDA runtime unreadable ({exc})"
+    try:
+        supported = runtime.driverGetVersion()
+        driver = f"driver supports CUDA {_cuda_version(supported)}" if supported else "no NVIDIA driver found"
+    except Exception as exc:
+        driver = f"driver unreadable ({exc})"
+    try:
+        devices = f"{runtime.getDeviceCount()} CUDA device(s)"
+    except Exception as exc:  # the CUDA error that keeps the GPU away: the heart of the diagnosis
+        devices = f"counting the devices failed: {exc}"
+    say(f"CuPy:    {cupy.__version__} ({built}, {driver}); {devices}")
+    return cupy
+
+
+def _unusable(cupy, index):
+    """None if the GPU `index` can be used, else why not."""
+    try:
+        backend.require_cupy()
+    except RuntimeError as exc:
+        return str(exc)
+    count = cupy.cuda.runtime.getDeviceCount()
+    if index >= count:
+        return f"cuda:{index} does not exist: CuPy sees {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+    return None
+
+
+def _describe_device(cupy, index, say):
+    props = cupy.cuda.runtime.getDeviceProperties(index)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    say(f"device:  cuda:{index}, {name}, compute capability {props['major']}.{props['minor']}, "
+        f"{props['totalGlobalMem'] / 2**30:.1f} GiB")
+
+
+# ---- the kernels, GPU against CPU -----------------------------------------------------------------------
+def _difference(gpu, cpu):
+    """The largest |gpu - cpu|, relative to the largest |cpu| (so it reads the same at any scale)."""
+    return float(np.abs(gpu - cpu).max()) / max(float(np.abs(cpu).max()), 1e-30)
+
+
+def _checks(device, rng):
+    """(name, check) for every kernel; a check returns (ok, what it saw). Each kernel but dropout runs on both
+    devices on the same float32 inputs."""
+    def normal(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    def cross_entropy(logits):
+        return F.cross_entropy(logits, tensor(np.array([1, 3, 5, 7]), device=logits.device))
+
+    def against_cpu(fn, *arrays):
+        return lambda: _compare(fn, arrays, device, rng)
+
+    return [
+        ("conv2d", against_cpu(lambda x, w, b: F.conv2d(x, w, b, stride=1, padding=1), normal(2, 3, 9, 9),
+                               normal(4, 3, 3, 3), normal(4))),
+        ("conv2d stride 2", against_cpu(lambda x, w: F.conv2d(x, w, stride=2, padding=1), normal(2, 3, 9, 9),
+                                        normal(4, 3, 3, 3))),
+        ("max_pool2d", against_cpu(lambda x: F.max_pool2d(x, 2), normal(2, 3, 8, 8))),
+        ("relu", against_cpu(F.relu, normal(2, 3, 8, 8))),
+        ("dropout", lambda: _check_dropout(device)),
+        ("linear", against_cpu(F.linear, normal(4, 27), normal(10, 27), normal(10))),
+        ("cross_entropy", against_cpu(cross_entropy, normal(4, 10))),
+        ("local_response_norm", against_cpu(lambda x: F.local_response_norm(x, 5), normal(2, 8, 5, 5))),
+    ]
+
+
+def _compare(fn, arrays, device, rng):
+    """Run `fn` on both devices, forward and backward with the same output gradient; (ok, what was seen)."""
+    cpu = [tensor(a, requires_grad=True) for a in arrays]
+    gpu = [tensor(a, device=device, requires_grad=True) for a in arrays]
+    cpu_out, gpu_out = fn(*cpu), fn(*gpu)
+    if gpu_out.device != device:
+        return False, f"the output is on {gpu_out.device}, not {device}"
+    forward = _difference(gpu_out.numpy(), cpu_out.numpy())
+    g = rng.standard_normal(cpu_out.shape).astype(np.float32)
+    cpu_out.backward(tensor(g))
+    gpu_out.backward(tensor(g, device=device))
+    backward = max(_difference(b.grad.numpy(), a.grad.numpy()) for a, b in zip(cpu, gpu))
+    return forward < TOLERANCE and backward < TOLERANCE, \
+        f"largest difference {forward:.1e} forward, {backward:.1e} backward (limit {TOLERANCE:.0e})"
+
+
+def _check_dropout(device):
+    """The GPU draws its own masks (another generator than the CPU's), so dropout is checked for what must
+    hold: the shape, zeros at about rate p, the kept values scaled by 1/(1-p), and a backward pass that lets
+    through exactly the kept units."""
+    x = tensor(np.ones((64, 256), dtype=np.float32), device=device, requires_grad=True)
+    y = F.dropout(x, DROPOUT_P)
+    y.backward(tensor(np.ones((64, 256), dtype=np.float32), device=device))
+    out, grad = y.numpy(), x.grad.numpy()
+    scale = 1 / (1 - DROPOUT_P)
+    zeroed = float((out == 0).mean())
+    ok = (y.shape == x.shape and y.device == device and set(np.unique(out).tolist()) <= {0.0, scale}
+          and abs(zeroed - DROPOUT_P) < 0.1 and np.array_equal(grad, out))
+    return ok, f"shape {tuple(y.shape)}, {zeroed:.0%} zeroed, the rest scaled by {scale:g}; backward: the same mask"
+
+
+# ---- one training step --------------------------------------------------------------------------------------
+def _training_step(device, size, batch, steps, say):
+    """Time `steps` SGD steps (after one untimed step, in which CuPy compiles its kernels) of D2L's VGG-11
+    with channels / 4 on a random batch; (ok, what was seen)."""
+    arch = models.small_conv_arch(models.CONV_ARCH, 4)
+    say(f"training step: D2L's VGG-11 with channels / 4, batch {batch} at {size}x{size}, SGD; {steps} steps timed "
+        "after one untimed")
+    net = models.initialize(models.vgg(arch).to(device), (1, 1, size, size), device=device)
+    opt = optim.SGD(net.parameters(), lr=0.05)
+    rng = np.random.default_rng(0)
+    x = tensor(rng.random((batch, 1, size, size), dtype=np.float32), device=device)
+    y = tensor(rng.integers(0, 10, batch), device=device)
+
+    def step():
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    step()
+    cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step()
+    cuda.synchronize()  # the steps were only queued: wait for the GPU to finish them
+    seconds = (time.perf_counter() - start) / steps
+    value = loss.item()
+    forward = sum(models.count_flops(models.vgg(arch), (1, 1, size, size)).values())  # per image
+    memory = cuda.memory_info()
+    say(f"  {seconds * 1e3:.1f} ms per step, {batch / seconds:.0f} images/s, "
+        f"{3 * forward * batch / seconds / 1e12:.2f} TFLOP/s (3 x {forward / 1e9:.2f} GFLOP per image: forward "
+        f"and the two products of backward); loss {value:.3f}")
+    say(f"  GPU memory: {memory['used'] / 2**20:.0f} MiB in use, {memory['total'] / 2**20:.0f} MiB held by "
+        "CuPy's memory pool")
+    if not math.isfinite(value):
+        return False, f"the loss is {value}"
+    return True, ""
+
+
+def run(device="cuda", size=224, batch=128, steps=3, say=print):
+    """Check the GPU path on `device` ('cuda' or 'cuda:N'); print as it goes; return 0 if all is right, else 1.
+    `size` and `batch` set the timed training step (224 and 128: D2L's setting)."""
+    device = backend.canonical_device(device)
+    if device == "cpu":
+        raise ValueError("doctor checks a GPU: give cuda or cuda:N")
+    index = int(device[5:])
+    say("minivgg doctor: the GPU path, checked against the CPU")
+    cupy = _versions(say)
+    problem = _unusable(cupy, index)
+    if problem:
+        say(f"GPU path unavailable: {problem}")
+        return 1
+    failed = []
+    with cupy.cuda.Device(index):  # CuPy allocates and computes on its current device
+        _describe_device(cupy, index, say)
+        say("kernels on the GPU against the CPU (float32, same inputs, forward and backward):")
+        for name, check in _checks(device, np.random.default_rng(0)):
+            try:
+                ok, seen = check()
+            except Exception as exc:  # an error is a finding to report, not a crash
+                ok, seen = False, f"{type(exc).__name__}: {exc}"
+            say(f"  {name:<20} {'ok' if ok else 'FAILED'}  {seen}")
+            if not ok:
+                failed.append(name)
+        try:
+            ok, seen = _training_step(device, size, batch, steps, say)
+        except Exception as exc:
+            ok, seen = False, f"{type(exc).__name__}: {exc}"
+        if not ok:
+            say(f"  FAILED  {seen}")
+            failed.append("training step")
+    if failed:
+        say(f"GPU path FAILED: {', '.join(failed)} (send this whole output with the bug report)")
+        return 1
+    say("GPU path OK")
+    return 0

@@ -1,0 +1,329 @@
+"""The GPU path's promises, checked without a GPU through the strict CuPy stand-in (tests/strict_cupy.py):
+complete CUDA extras, CUDA errors that name their cause, exact resume (dropout masks from (seed, epoch,
+step)), cuda:N that really runs on device N, out-of-range labels caught without a per-step
+synchronization, the TF32 switch, and memory figures that mean what they say."""
+import os
+import re
+
+import numpy as np
+import pytest
+
+import minivgg as mv
+from minivgg import backend, cli, cuda, data, models, nn, optim, train
+
+import strict_cupy
+from strict_cupy import MACHINE, DeviceArray, installed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUIET = dict(progress=False, print_fn=lambda *a: None)
+needs_data = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
+                                reason="install dataset-fashion-mnist (Debian) for real data")
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    with installed(monkeypatch) as fake:
+        yield fake
+
+
+def _dataset(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def _mlp():
+    """A small net with dropout, so that resuming depends on the masks."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+
+
+def _setup(device, dataset, seed=3):
+    mv.manual_seed(0)
+    net = models.initialize(_mlp(), (1, 1, 8, 8), device="cpu").to(device)
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    loader = data.DataLoader(dataset, 16, shuffle=True, device=device, resize=8, seed=seed)
+    return net, opt, loader
+
+
+def _weights(net):
+    return [backend.to_numpy(p.data) for p in net.parameters()]
+
+
+# ---- 3. the CUDA extras bring the CUDA libraries -----------------------------------------------------------
+def test_the_cuda_extras_install_cupy_with_its_cuda_libraries():
+    """cupy-cudaXXx alone lacks cuBLAS, cuRAND and NVRTC; its `ctk` extra installs them from PyPI."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    for extra, package in (("cuda12", "cupy-cuda12x"), ("cuda13", "cupy-cuda13x")):
+        cupy = [r for r in extras[extra] if re.match(rf"{package}\b", r)]
+        assert len(cupy) == 1, extras[extra]
+        named = re.match(rf"{package}\s*\[([^\]]*)\]", cupy[0])
+        assert named and "ctk" in [e.strip() for e in named.group(1).split(",")], cupy[0]
+
+
+# ---- 4. the CUDA error behind "no device" ------------------------------------------------------------------
+@pytest.mark.parametrize("status, name, advice", [
+    (35, "cudaErrorInsufficientDriver", r"No NVIDIA driver was found.*nvidia-smi"),  # driver version 0
+    (100, "cudaErrorNoDevice", r"found no GPU.*nvidia-smi"),
+    (3, "cudaErrorInitializationError", r"nvidia-smi"),
+])
+def test_a_cuda_error_is_named_with_what_it_means_and_what_to_do(gpu, status, name, advice):
+    MACHINE["error"] = status
+    assert backend.cuda_is_available() is False and cuda.device_count() == 0  # these never raise
+    with pytest.raises(RuntimeError) as caught:
+        backend.require_cupy()
+    message = str(caught.value)
+    assert name in message and strict_cupy.CUDA_ERRORS[status][1] in message
+    assert re.search(advice, message), message
+
+
+def test_an_old_driver_is_told_apart_from_no_driver(gpu, monkeypatch):
+    MACHINE["error"] = 35
+    monkeypatch.setattr(strict_cupy._Runtime, "driverGetVersion", staticmethod(lambda: 11040))
+    with pytest.raises(RuntimeError, match=r"runs CUDA 11\.4 at most\) is older than CUDA 12 needs \(525 or newer\)"
+                                           r".*Update the NVIDIA driver"):
+        backend.require_cupy()
+
+
+def test_an_old_driver_under_cuda_13_suggests_the_cuda12_extra(gpu, monkeypatch):
+    MACHINE["error"] = 35
+    monkeypatch.setattr(strict_cupy._Runtime, "runtimeGetVersion", staticmethod(lambda: 13000))
+    monkeypatch.setattr(strict_cupy._Runtime, "driverGetVersion", staticmethod(lambda: 12020))
+    with pytest.raises(RuntimeError, match=r'runs CUDA 12\.2 at most\) is older than CUDA 13 needs.*'
+                                           r'pip install -e "\.\[cuda12\]"'):
+        backend.require_cupy()
+
+
+def test_the_cli_shows_the_cuda_error(gpu, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    MACHINE["error"] = 35
+    assert cli.main(["train", "--device", "cuda"]) == 1
+    assert "cudaErrorInsufficientDriver" in capsys.readouterr().err
+
+
+# ---- 5. exact resume: dropout masks depend on (seed, epoch, step) only -------------------------------------
+def _straight_and_resumed(device, tmp_path, between=lambda: None):
+    dataset = _dataset()
+    net, opt, loader = _setup(device, dataset)
+    train.fit(net, loader, loader, opt, 2, **QUIET)
+    net2, opt2, loader2 = _setup(device, dataset)
+    train.fit(net2, loader2, loader2, opt2, 1, out_dir=str(tmp_path), **QUIET)
+    net3, opt3, loader3 = _setup(device, dataset)  # a new process: seeded again, as `--resume` does
+    start, history = train.restore(str(tmp_path), net3, opt3, device=device)
+    between()
+    train.fit(net3, loader3, loader3, opt3, 1, start_epoch=start, history=history, **QUIET)
+    return net, net3
+
+
+def test_masks_do_not_depend_on_what_else_drew_random_numbers(tmp_path):
+    """On the CPU: the resumed epoch equals the straight one even when other code drew from the generator
+    after the checkpoint was restored."""
+    straight, resumed = _straight_and_resumed(
+        "cpu", tmp_path, between=lambda: backend.get_generator("cpu").random(1000))
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gpu_resume_is_exact(gpu, tmp_path):
+    """One epoch, then one more after a resume, equals two epochs straight, bit for bit, on the device."""
+    straight, resumed = _straight_and_resumed("cuda", tmp_path)
+    assert all(isinstance(p.data, DeviceArray) for p in resumed.parameters())
+    for a, b in zip(_weights(straight), _weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_different_steps_draw_different_masks():
+    backend.derive_generators(0, 0, 1)
+    a = backend.get_generator("cpu").random(8)
+    backend.derive_generators(0, 0, 2)
+    b = backend.get_generator("cpu").random(8)
+    backend.derive_generators(0, 0, 1)
+    np.testing.assert_array_equal(backend.get_generator("cpu").random(8), a)
+    assert not np.array_equal(a, b)
+
+
+def _cli_train(*extra):
+    return cli.main(["train", "--ratio", "16", "--resize", "32", "--train-limit", "64", "--limit-batches", "2",
+                     "--batch-size", "32", "--no-progress", "--data", data.DEBIAN_DIR, *extra])
+
+
+@needs_data
+def test_cli_resume_on_the_gpu_is_exact(gpu, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert _cli_train("--device", "cuda", "--epochs", "2", "--out", str(straight)) == 0
+    assert _cli_train("--device", "cuda", "--epochs", "1", "--out", str(split)) == 0
+    assert _cli_train("--device", "cuda", "--epochs", "2", "--resume", str(split)) == 0
+    a, b = mv.load(straight / "checkpoint.npz"), mv.load(split / "checkpoint.npz")
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        np.testing.assert_array_equal(a["model"][key], b["model"][key], err_msg=key)
+
+
+# ---- 6. cuda:N runs on device N ----------------------------------------------------------------------------
+def test_cuda_1_trains_on_device_1(gpu):
+    MACHINE["device_count"] = 2
+    mv.manual_seed(0)
+    net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 16)).to("cuda:1")
+    models.initialize(net, (1, 1, 32, 32), device="cuda:1")
+    opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    loader = data.DataLoader(_dataset(8), 4, shuffle=True, device="cuda:1", resize=32, flip=True)
+    history = train.fit(net, loader, loader, opt, 1, **QUIET)
+    assert history["epochs"][0]["test_acc"] >= 0
+    assert {p.device for p in net.parameters()} == {"cuda:1"}
+    assert {backend.device_of(s["momentum_buffer"]) for s in opt.state.values()} == {"cuda:1"}
+    assert strict_cupy._current == [0]  # fit leaves the current device as it found it
+
+
+def test_the_stand_in_refuses_an_operand_on_another_device(gpu):
+    MACHINE["device_count"] = 2
+    a = mv.tensor([1.0, 2.0], device="cuda:1")
+    with pytest.raises(ValueError, match=r"resides \(1\) is different from the current device \(0\)"):
+        a.data * 2
+    with backend.use_device("cuda:1"):
+        assert (a + 1).device == "cuda:1"
+
+
+def test_a_tensor_moves_from_one_gpu_to_another(gpu):
+    MACHINE["device_count"] = 2
+    a = mv.tensor([1.0, 2.0], device="cuda:0")
+    b = a.to("cuda:1")
+    assert b.device == "cuda:1" and a.device == "cuda:0"
+    np.testing.assert_array_equal(b.numpy(), [1.0, 2.0])
+
+
+def test_a_device_that_does_not_exist_is_refused(gpu, capsys, tmp_path, monkeypatch):
+    MACHINE["device_count"] = 2
+    with pytest.raises(ValueError, match=r"cuda:2 does not exist: CuPy sees 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        mv.tensor([1.0], device="cuda:2")
+    with pytest.raises(ValueError, match=r"cuda:5 does not exist"):
+        _mlp().to("cuda:5")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--device", "cuda:2"])
+    assert exited.value.code == 2
+    assert "argument --device: cuda:2 does not exist: CuPy sees 2 CUDA devices" in capsys.readouterr().err
+
+
+# ---- 7. out-of-range labels on the device ------------------------------------------------------------------
+SYNCING = ("get", "item", "tolist", "__float__", "__int__", "__bool__", "__index__")
+
+
+def _count_synchronizations(monkeypatch):
+    """Count every read of a device value on the host (each one waits for the GPU)."""
+    count = [0]
+    for name in SYNCING:
+        original = getattr(DeviceArray, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            count[0] += 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(DeviceArray, name, counting)
+    return count
+
+
+def test_out_of_range_labels_on_the_gpu_raise_by_the_end_of_the_epoch(gpu, monkeypatch):
+    images, labels = _dataset(48)
+    labels[20] = 12  # in the second of three batches
+    net, opt, loader = _setup("cuda", (images, labels))
+    loader.shuffle = False
+    synchronizations = _count_synchronizations(monkeypatch)
+    seen = []
+    original_step = train.train_step
+
+    def step(*args, **kwargs):
+        seen.append(synchronizations[0])
+        return original_step(*args, **kwargs)
+    monkeypatch.setattr(train, "train_step", step)
+    with pytest.raises(ValueError, match=r"cross_entropy: label 12 is out of range for 10 classes"):
+        train.fit(net, loader, loader, opt, 1, log_every=100, **QUIET)
+    assert len(seen) == 3 and seen[0] == seen[1] == seen[2]  # no step but the last (logging) one reads
+
+
+def test_labels_in_range_cost_no_synchronization_per_step(gpu, monkeypatch):
+    net, opt, loader = _setup("cuda", _dataset(48))
+    synchronizations = _count_synchronizations(monkeypatch)
+    seen = []
+    original_step = train.train_step
+
+    def step(*args, **kwargs):
+        seen.append(synchronizations[0])
+        return original_step(*args, **kwargs)
+    monkeypatch.setattr(train, "train_step", step)
+    history = {"epochs": [], "points": []}
+    train.train_epoch(net, loader, opt, 0, history, progress=False, log_every=100)
+    assert len(seen) == 3 and seen[0] == seen[1] == seen[2]
+    assert len(history["points"]) == 1
+
+
+def test_out_of_range_labels_on_the_cpu_raise_at_once():
+    images, labels = _dataset(48)
+    labels[20] = -1
+    net, opt, loader = _setup("cpu", (images, labels))
+    with pytest.raises(ValueError, match=r"cross_entropy: label -1 is out of range for 10 classes"):
+        train.fit(net, loader, loader, opt, 1, **QUIET)
+
+
+# ---- 9. TF32 -----------------------------------------------------------------------------------------------
+def test_set_tf32_sets_what_cupy_reads(monkeypatch):
+    monkeypatch.delenv("CUPY_TF32", raising=False)
+    assert cuda.tf32_enabled() is False
+    assert cuda.set_tf32(True) is False
+    assert os.environ["CUPY_TF32"] == "1" and cuda.tf32_enabled() is True
+    assert cuda.set_tf32(False) is True
+    assert os.environ["CUPY_TF32"] == "0" and cuda.tf32_enabled() is False
+
+
+def test_tf32_is_off_by_default_and_documented():
+    train_parser = cli.build_parser().commands["train"]
+    assert train_parser.parse_args([]).tf32 is False
+    text = train_parser.format_help()
+    assert "--tf32" in text and "TF32" in text and "off by default" in " ".join(text.split())
+
+
+def test_tf32_on_the_cpu_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--tf32"])
+    assert exited.value.code == 2
+    assert "argument --tf32: TF32 is a mode of NVIDIA GPUs" in capsys.readouterr().err
+
+
+@needs_data
+def test_tf32_on_the_gpu_is_switched_on_and_said(gpu, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("CUPY_TF32", raising=False)
+    monkeypatch.setenv("CUPY_TF32", "0")
+    assert _cli_train("--device", "cuda", "--tf32", "--epochs", "1", "--out", str(tmp_path / "run")) == 0
+    assert os.environ["CUPY_TF32"] == "1"
+    assert "TF32 matrix products" in capsys.readouterr().out.splitlines()[0]
+
+
+# ---- 10. minivgg.cuda without a GPU, and a real peak ------------------------------------------------------
+def test_memory_info_and_synchronize_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(backend, "cuda_is_available", lambda: False)
+    assert cuda.synchronize() is None
+    assert cuda.memory_info() == {"available": False, "used": 0, "total": 0, "peak": 0}
+
+
+def test_fit_records_the_pools_peak_not_its_last_size(gpu, monkeypatch):
+    sizes = iter([100, 900, 400, 300] + [300] * 100)  # the pool grows, then frees blocks
+
+    class Pool:
+        def __init__(self):
+            self.total = 0
+
+        def used_bytes(self):
+            return self.total // 2
+
+        def total_bytes(self):
+            self.total = next(sizes)
+            return self.total
+
+    pool = Pool()
+    monkeypatch.setattr(gpu, "get_default_memory_pool", lambda: pool, raising=False)
+    net, opt, loader = _setup("cuda", _dataset(48))
+    history = train.fit(net, loader, loader, opt, 1, log_every=1, **QUIET)
+    assert history["epochs"][0]["peak_gpu_bytes"] == 900
+    info = cuda.memory_info()
+    assert info["available"] is True and info["total"] == 300 and info["peak"] == 900
+    cuda.reset_peak_memory()
+    assert cuda.memory_info()["peak"] == 300
