@@ -6,6 +6,11 @@ import pytest
 import minivgg
 
 
+def pytest_addoption(parser):
+    parser.addoption("--kernels", choices=minivgg.backend.KERNEL_TIERS, default="fast",
+                     help="the kernel tier every test runs under (tests that name a tier keep theirs)")
+
+
 def pytest_collection_modifyitems(config, items):
     if minivgg.cuda.is_available():
         return
@@ -21,8 +26,10 @@ def rng():
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_kernels(request):
     minivgg.manual_seed(0)
+    with minivgg.kernels(request.config.getoption("--kernels")):
+        yield
 
 
 @pytest.fixture(params=["stand-in", pytest.param("card", marks=pytest.mark.gpu)])

@@ -1,5 +1,7 @@
 """The two kernel tiers: the fast CPU variants (minivgg/fast_cpu.py) compute what the reference kernels
 (minivgg/functional.py) compute, forward and backward, on drawn shapes; the switch; the CPU machinery."""
+import subprocess
+import sys
 import threading
 import time
 
@@ -103,16 +105,23 @@ def test_linear_fast_equals_reference(n, fin, fout, bias, seed):
     assert_tiers_agree(run_both(F.linear, arrays, seed), F.LinearFunction, fast_cpu.LinearFunction)
 
 
-def test_the_gpu_runs_the_reference_kernels_whatever_the_tier():
-    """Only NumPy arrays take the fast variants: on CuPy (here any non-NumPy module) the reference runs."""
-    assert F._choose(F.Conv2dFunction, np.zeros(1)) is fast_cpu.Conv2dFunction
-    assert F._choose(F.CrossEntropyFunction, np.zeros(1)) is F.CrossEntropyFunction  # no fast variant
+def test_the_switch_picks_the_kernel_class():
+    """Under "fast", NumPy arrays take the fast variants; ops without one keep the reference."""
+    with mv.kernels("fast"):
+        assert F._choose(F.Conv2dFunction, np.zeros(1)) is fast_cpu.Conv2dFunction
+        assert F._choose(F.CrossEntropyFunction, np.zeros(1)) is F.CrossEntropyFunction  # no fast variant
     with mv.kernels("reference"):
         assert F._choose(F.Conv2dFunction, np.zeros(1)) is F.Conv2dFunction
 
 
+def test_fast_is_the_default_on_a_fresh_import():
+    out = subprocess.run([sys.executable, "-c", "import minivgg; print(minivgg.get_kernels())"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "fast"
+
+
 def test_the_switch():
-    assert mv.get_kernels() == "fast"  # the default on the CPU
+    mv.set_kernels("fast")
     assert mv.set_kernels("reference") == "fast" and mv.get_kernels() == "reference"
     assert mv.set_kernels("fast") == "reference"
     with pytest.raises(ValueError, match=r"unknown tier 'quick'.*'reference'.*'fast'"):
@@ -178,6 +187,13 @@ def test_one_vgg_training_step_is_the_same_under_both_tiers():
         np.testing.assert_allclose(weights_fast[name], weights_ref[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.fixture
+def fast_kernels():
+    with mv.kernels("fast"):
+        yield
+
+
+@pytest.mark.usefixtures("fast_kernels")
 def test_fast_max_pool_keeps_a_compact_argmax():
     """One byte per output for the winning offset, instead of the reference's (N, C, KH*KW, OH, OW) windows."""
     x = mv.tensor(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), requires_grad=True)
@@ -186,6 +202,7 @@ def test_fast_max_pool_keeps_a_compact_argmax():
 
 
 # ---- the CPU machinery of the fast tier --------------------------------------------------------------
+@pytest.mark.usefixtures("fast_kernels")
 @pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
 def test_kernels_split_across_threads_match_one_thread(pool, rng, monkeypatch):
     """Large CPU inputs are cut into channel slices run on threads (cpu.parallel): forward and backward
