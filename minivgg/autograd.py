@@ -389,7 +389,8 @@ def _finish_gradient(t, g):
     return g
 
 
-def _backward_walk(root, grad, retain_graph):
+def _root_gradient(root, grad):
+    """The gradient that starts the walk: ones for a scalar, else `grad` (checked against root's shape)."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward(): this tensor does not require grad and has no graph. Create the inputs with "
@@ -402,15 +403,18 @@ def _backward_walk(root, grad, retain_graph):
                 "backward on a scalar (e.g. loss.sum() or loss.mean()), or pass grad=, a tensor of "
                 f"shape {root.shape} holding d(scalar)/d(this tensor)."
             )
-        grad = _ones_like(root.data)
-    else:
-        grad = grad.data if isinstance(grad, Tensor) else root.xp.asarray(grad, dtype=root.dtype)
-        if grad.shape != root.shape:
-            raise ValueError(f"backward(): grad has shape {grad.shape}, the tensor has shape {root.shape}")
+        return _ones_like(root.data)
+    grad = grad.data if isinstance(grad, Tensor) else root.xp.asarray(grad, dtype=root.dtype)
+    if grad.shape != root.shape:
+        raise ValueError(f"backward(): grad has shape {grad.shape}, the tensor has shape {root.shape}")
+    return grad
+
+
+def _backward_walk(root, grad, retain_graph):
+    grad = _root_gradient(root, grad)
     if root.creator is None:
         _finish_gradient(root, grad)
         return
-
     order = graph_functions(root)[::-1]  # consumers before the functions that made their inputs
     leaf_uses = {}  # graph edges into each leaf: its gradient is complete when all have delivered
     for fn in order:
@@ -419,38 +423,31 @@ def _backward_walk(root, grad, retain_graph):
                 leaf_uses[t] = leaf_uses.get(t, 0) + 1
     # Outputs with hooks or retain_grad, held here: releasing their consumer may drop the last reference.
     watched = {fn: out for fn in order if (out := fn.output()) is not None and (out._hooks or out._retains_grad)}
-    pending = {root.creator: grad}
-    leaf_grads = {}
+    pending, leaf_grads = {root.creator: grad}, {}  # gradients still arriving, per function and per leaf
     for index, fn in enumerate(order):
         gy = pending.pop(fn, None)
         if gy is None:  # unreachable in practice: every listed node has a consumer on the path
             continue
-        out = watched.pop(fn, None)
-        if out is not None:
-            gy = _finish_gradient(out, gy)
+        if fn in watched:
+            gy = _finish_gradient(watched.pop(fn), gy)
         gxs = fn.backward(gy)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        if _state["anomaly"]:
-            for i, gx in enumerate(gxs):
-                if gx is not None:
-                    _check_finite(gx, f"backward of {fn.name} (step {index}) produced NaN or inf in the gradient "
-                                      f"of input {i}; the node was created at {getattr(fn, 'created_at', '?')}")
-        for t, needed, gx in zip(fn.inputs, fn.needs_input_grad, gxs):
+        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+        for i, (t, needed, gx) in enumerate(zip(fn.inputs, fn.needs_input_grad, gxs)):
             if not needed:
                 continue
+            if _state["anomaly"]:
+                _check_finite(gx, f"backward of {fn.name} (step {index}) produced NaN or inf in the gradient "
+                                  f"of input {i}; the node was created at {getattr(fn, 'created_at', '?')}")
             if gx.dtype != t.dtype:  # keep float32 float32 even if an op's arithmetic upcast
                 gx = gx.astype(t.dtype)
-            if t.creator is not None:
-                key = t.creator
-                pending[key] = gx if key not in pending else pending[key] + gx
-            else:
-                leaf_grads[t] = gx if t not in leaf_grads else leaf_grads[t] + gx
-                leaf_uses[t] -= 1
-                if leaf_uses[t] == 0:
-                    _finish_gradient(t, leaf_grads.pop(t))
-        step = BackwardStep(index, fn, gy, list(gxs))
-        yield step
+            if t.creator is not None:  # a gradient for the function that made t: add it to what it has
+                pending[t.creator] = gx if t.creator not in pending else pending[t.creator] + gx
+                continue
+            leaf_grads[t] = gx if t not in leaf_grads else leaf_grads[t] + gx
+            leaf_uses[t] -= 1
+            if leaf_uses[t] == 0:
+                _finish_gradient(t, leaf_grads.pop(t))
+        yield BackwardStep(index, fn, gy, list(gxs))
         if not retain_graph:
             fn.release()
 

@@ -192,60 +192,54 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
     device = _device_of(net)
     seed = getattr(loader, "seed", 0)
     with backend.use_device(device):
-        return _train_epoch(net, loader, optimizer, epoch, history, device, seed, scheduler, clip_grad_norm,
-                            monitor, progress, log_every, checkpoint)
-
-
-def _train_epoch(net, loader, optimizer, epoch, history, device, seed, scheduler, clip_grad_norm, monitor,
-                 progress, log_every, checkpoint):
-    xp = backend.array_module_for(device)
-    on_gpu = device != "cpu"
-    # The sums stay on the device: reading them is a synchronization, done only when logging, all in one
-    # copy (on the CPU it costs nothing, so there the loss is checked after every step). On a GPU the
-    # labels' smallest and largest values are kept too, for the range check that cross_entropy makes at
-    # once on the CPU: CuPy wraps an out-of-range index around instead of failing.
-    loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
-    label_low, label_high = xp.zeros((), dtype=np.int64), xp.zeros((), dtype=np.int64)
-    num_batches = len(loader)
-    bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
-    start = time.perf_counter()
-    step = 0
-    try:
-        for step, (images, labels) in enumerate(loader, 1):
-            backend.derive_generators(seed, epoch, step)
-            loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
-            n = labels.shape[0]
-            loss_sum += loss.data * n
-            correct += (logits.data.argmax(axis=1) == labels.data).sum()
-            seen += n
-            if on_gpu and n:
-                label_low = xp.minimum(label_low, labels.data.min())
-                label_high = xp.maximum(label_high, labels.data.max())
-            logging = step % log_every == 0 or step == num_batches
-            if logging or not on_gpu:
-                total_loss, batch_loss, total_correct, low, high = _read(
-                    xp, loss_sum, loss.data, correct, label_low, label_high)
-                if on_gpu and (low < 0 or high >= logits.shape[1]):
-                    raise F.label_range_error(int(low if low < 0 else high), logits.shape[1],
-                                              f"seen by step {step} of epoch {epoch + 1}; on a GPU the labels are "
-                                              f"checked when the loss is read, every {log_every} steps")
-                mean_loss = total_loss / seen
-                check_finite_loss(mean_loss, batch_loss, epoch + 1, step, checkpoint)
-                if logging:
-                    acc = total_correct / seen
-                    rate = seen / (time.perf_counter() - start)
-                    bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
-                    history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss, "acc": acc})
-                    if on_gpu:
-                        cuda.memory_info()  # updates the pool's high-water mark (host counters: no synchronization)
-            bar.update(1)
-    except KeyboardInterrupt as exc:
-        exc.step = step  # how far the epoch got: fit names it when it saves interrupted.npz
-        raise
-    finally:
-        bar.close()
-    total_loss, total_correct = _read(xp, loss_sum, correct)
-    return total_loss / max(seen, 1), total_correct / max(seen, 1), seen
+        xp = backend.array_module_for(device)
+        on_gpu = device != "cpu"
+        # The sums stay on the device: reading them is a synchronization, done only when logging, all in one
+        # copy (on the CPU it costs nothing, so there the loss is checked after every step). On a GPU the
+        # labels' smallest and largest values are kept too, for the range check that cross_entropy makes at
+        # once on the CPU: CuPy wraps an out-of-range index around instead of failing.
+        loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
+        label_low, label_high = xp.zeros((), dtype=np.int64), xp.zeros((), dtype=np.int64)
+        num_batches = len(loader)
+        bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
+        start = time.perf_counter()
+        step = 0
+        try:
+            for step, (images, labels) in enumerate(loader, 1):
+                backend.derive_generators(seed, epoch, step)
+                loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
+                n = labels.shape[0]
+                loss_sum += loss.data * n
+                correct += (logits.data.argmax(axis=1) == labels.data).sum()
+                seen += n
+                if on_gpu and n:
+                    label_low = xp.minimum(label_low, labels.data.min())
+                    label_high = xp.maximum(label_high, labels.data.max())
+                logging = step % log_every == 0 or step == num_batches
+                if logging or not on_gpu:
+                    total_loss, batch_loss, total_correct, low, high = _read(
+                        xp, loss_sum, loss.data, correct, label_low, label_high)
+                    if on_gpu and (low < 0 or high >= logits.shape[1]):
+                        raise F.label_range_error(int(low if low < 0 else high), logits.shape[1],
+                                                  f"seen by step {step} of epoch {epoch + 1}; on a GPU the labels are "
+                                                  f"checked when the loss is read, every {log_every} steps")
+                    mean_loss = total_loss / seen
+                    check_finite_loss(mean_loss, batch_loss, epoch + 1, step, checkpoint)
+                    if logging:
+                        acc = total_correct / seen
+                        rate = seen / (time.perf_counter() - start)
+                        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
+                        history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss, "acc": acc})
+                        if on_gpu:
+                            cuda.memory_info()  # updates the pool's high-water mark (host counters: no synchronization)
+                bar.update(1)
+        except KeyboardInterrupt as exc:
+            exc.step = step  # how far the epoch got: fit names it when it saves interrupted.npz
+            raise
+        finally:
+            bar.close()
+        total_loss, total_correct = _read(xp, loss_sum, correct)
+        return total_loss / max(seen, 1), total_correct / max(seen, 1), seen
 
 
 def _read(xp, *values):
@@ -276,49 +270,43 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     history = history or {"epochs": [], "points": []}
     device = _device_of(net)
     with backend.use_device(device):
-        return _fit(net, train_loader, test_loader, optimizer, epochs, scheduler, out_dir, start_epoch, history,
-                    config, progress, log_every, monitor, print_fn, scheduler_per_step, clip_grad_norm, device)
-
-
-def _fit(net, train_loader, test_loader, optimizer, epochs, scheduler, out_dir, start_epoch, history, config,
-         progress, log_every, monitor, print_fn, scheduler_per_step, clip_grad_norm, device):
-    run = RunFolder(out_dir) if out_dir else None
-    total_examples, total_time = 0, 0.0
-    for epoch in range(start_epoch, start_epoch + epochs):
-        start = time.perf_counter()
-        if device != "cpu":
-            cuda.reset_peak_memory()
-        try:
-            loss, acc, seen = train_epoch(
-                net, train_loader, optimizer, epoch, history, scheduler=scheduler if scheduler_per_step else None,
-                clip_grad_norm=clip_grad_norm, monitor=monitor, progress=progress, log_every=log_every,
-                checkpoint=run.checkpoint if run and epoch > 0 else None)
-        except KeyboardInterrupt as exc:
+        run = RunFolder(out_dir) if out_dir else None
+        total_examples, total_time = 0, 0.0
+        for epoch in range(start_epoch, start_epoch + epochs):
+            start = time.perf_counter()
+            if device != "cpu":
+                cuda.reset_peak_memory()
+            try:
+                loss, acc, seen = train_epoch(
+                    net, train_loader, optimizer, epoch, history, scheduler=scheduler if scheduler_per_step else None,
+                    clip_grad_norm=clip_grad_norm, monitor=monitor, progress=progress, log_every=log_every,
+                    checkpoint=run.checkpoint if run and epoch > 0 else None)
+            except KeyboardInterrupt as exc:
+                if run:
+                    path = run.save_interrupted(training_state(net, optimizer, scheduler, epoch, history, config))
+                    print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to "
+                             f"{path}; resume from the last full epoch with --resume {out_dir}")
+                raise
+            train_time = time.perf_counter() - start
+            test_acc = evaluate_accuracy(net, test_loader)
+            record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": test_acc, "lr": optimizer.lr,
+                      "time": time.perf_counter() - start, "examples_per_sec": seen / train_time}
+            if device != "cpu":
+                record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
+            history["epochs"].append(record)
+            print_fn(_epoch_line(record))
+            if scheduler is not None and not scheduler_per_step:
+                scheduler.step(test_acc) if hasattr(scheduler, "bad_epochs") else scheduler.step()
             if run:
-                path = run.save_interrupted(training_state(net, optimizer, scheduler, epoch, history, config))
-                print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to "
-                         f"{path}; resume from the last full epoch with --resume {out_dir}")
-            raise
-        train_time = time.perf_counter() - start
-        test_acc = evaluate_accuracy(net, test_loader)
-        record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": test_acc, "lr": optimizer.lr,
-                  "time": time.perf_counter() - start, "examples_per_sec": seen / train_time}
-        if device != "cpu":
-            record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
-        history["epochs"].append(record)
-        print_fn(_epoch_line(record))
-        if scheduler is not None and not scheduler_per_step:
-            scheduler.step(test_acc) if hasattr(scheduler, "bad_epochs") else scheduler.step()
-        if run:
-            run.save_epoch(training_state(net, optimizer, scheduler, epoch + 1, history, config), monitor)
-        total_examples += seen
-        total_time += train_time
-    if history["epochs"]:
-        last = history["epochs"][-1]
-        print_fn(f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
-        if total_time:
-            print_fn(f"{total_examples / total_time:.1f} examples/sec on {device}")
-    return history
+                run.save_epoch(training_state(net, optimizer, scheduler, epoch + 1, history, config), monitor)
+            total_examples += seen
+            total_time += train_time
+        if history["epochs"]:
+            last = history["epochs"][-1]
+            print_fn(f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
+            if total_time:
+                print_fn(f"{total_examples / total_time:.1f} examples/sec on {device}")
+        return history
 
 
 def _epoch_line(record):
