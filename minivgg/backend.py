@@ -62,7 +62,7 @@ def require_cupy():
 MINIMUM_DRIVER = {12: 525, 13: 580}
 
 
-def _cuda_version(get):
+def cuda_version(get):
     """(major, minor) from a CUDA version query such as runtimeGetVersion (12080 -> (12, 8)), or None."""
     try:
         version = int(get())
@@ -71,7 +71,7 @@ def _cuda_version(get):
     return (version // 1000, version % 1000 // 10) if version > 0 else None
 
 
-def _driver_missing(cupy):
+def driver_missing(cupy):
     """True when the CUDA driver API answers version 0: no NVIDIA driver is installed."""
     try:
         return int(cupy.cuda.runtime.driverGetVersion()) == 0
@@ -86,9 +86,9 @@ def _no_device_message(cupy, error):
                 "machine). Use device='cpu', or check `nvidia-smi`.")
     text = f"device 'cuda' was asked for, but CUDA failed when CuPy counted the GPUs ({error})."
     if "cudaErrorInsufficientDriver" in str(error):
-        runtime = _cuda_version(cupy.cuda.runtime.runtimeGetVersion)  # what this CuPy was built for
-        driver = _cuda_version(cupy.cuda.runtime.driverGetVersion)  # the newest CUDA the driver runs
-        if _driver_missing(cupy):  # CUDA reports a missing driver as an insufficient one
+        runtime = cuda_version(cupy.cuda.runtime.runtimeGetVersion)  # what this CuPy was built for
+        driver = cuda_version(cupy.cuda.runtime.driverGetVersion)  # the newest CUDA the driver runs
+        if driver_missing(cupy):  # CUDA reports a missing driver as an insufficient one
             return (f"{text} No NVIDIA driver was found on this machine: install it (`nvidia-smi` then lists "
                     "the GPU), or use device='cpu'.")
         runs = f" (it runs CUDA {driver[0]}.{driver[1]} at most)" if driver else ""

@@ -19,11 +19,6 @@ TOLERANCE = 1e-4  # float32 on two devices: products summed in another order, re
 DROPOUT_P = 0.5
 
 
-def _cuda_version(number):
-    """CUDA's version integer (12090) as text ('12.9')."""
-    return f"{number // 1000}.{number % 1000 // 10}"
-
-
 def _versions(say):
     """Print CuPy's and CUDA's versions, as far as they can be read; return the CuPy module or None."""
     try:
@@ -32,15 +27,10 @@ def _versions(say):
         say(f"CuPy:    not installed ({type(exc).__name__}: {exc})")
         return None
     runtime = cupy.cuda.runtime
-    try:
-        built = f"CUDA runtime {_cuda_version(runtime.runtimeGetVersion())}"
-    except Exception as exc:
-        built = f"CUDA runtime unreadable ({exc})"
-    try:
-        supported = runtime.driverGetVersion()
-        driver = f"driver supports CUDA {_cuda_version(supported)}" if supported else "no NVIDIA driver found"
-    except Exception as exc:
-        driver = f"driver unreadable ({exc})"
+    built, supported = backend.cuda_version(runtime.runtimeGetVersion), backend.cuda_version(runtime.driverGetVersion)
+    built = f"CUDA runtime {built[0]}.{built[1]}" if built else "CUDA runtime unreadable"
+    driver = (f"driver supports CUDA {supported[0]}.{supported[1]}" if supported
+              else "no NVIDIA driver found" if backend.driver_missing(cupy) else "driver version unreadable")
     try:
         devices = f"{runtime.getDeviceCount()} CUDA device(s)"
     except Exception as exc:  # the CUDA error that keeps the GPU away: the heart of the diagnosis
@@ -49,16 +39,12 @@ def _versions(say):
     return cupy
 
 
-def _unusable(cupy, index):
-    """None if the GPU `index` can be used, else why not."""
+def _unusable(device):
+    """None if the GPU `device` can be used, else why not (CUDA's error, or a device that does not exist)."""
     try:
-        backend.require_cupy()
+        return backend.device_problem(device)
     except RuntimeError as exc:
         return str(exc)
-    count = cupy.cuda.runtime.getDeviceCount()
-    if index >= count:
-        return f"cuda:{index} does not exist: CuPy sees {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
-    return None
 
 
 def _describe_device(cupy, index, say):
@@ -180,7 +166,7 @@ def run(device="cuda", size=224, batch=128, steps=3, say=print):
     index = int(device[5:])
     say("minivgg doctor: the GPU path, checked against the CPU")
     cupy = _versions(say)
-    problem = _unusable(cupy, index)
+    problem = _unusable(device)
     if problem:
         say(f"GPU path unavailable: {problem}")
         return 1
