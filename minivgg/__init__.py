@@ -37,8 +37,8 @@ from .gradcheck import GradcheckError, gradcheck  # the function, as torch.autog
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("cli", "cpu", "data", "doctor", "fast_cpu", "functional", "inspection", "models", "nn", "optim",
-               "plotting", "recipe", "serialization", "train")
+_SUBMODULES = ("cli", "cpu", "data", "doctor", "evaluation", "fast_cpu", "functional", "inspection", "models", "nn",
+               "optim", "plotting", "recipe", "serialization", "train")
 _NAMES = {"summary": "models", "save": "serialization", "load": "serialization"}  # name -> submodule it is in
 
 

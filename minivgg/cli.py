@@ -1,7 +1,7 @@
 """The `minivgg` command (also `python -m minivgg`):
 
     minivgg train [--device cpu|cuda] [--epochs N] [--resume RUN_DIR] ...   train VGG on Fashion-MNIST
-    minivgg evaluate RUN_DIR                                                 test accuracy, per class, confusion
+    minivgg evaluate RUN_DIR [--dense|--multi-crop] [--scales Q ...]        test accuracy, per class, confusion
     minivgg summary [--arch vgg11] [--ratio 1] [--resize 224]               D2L's shape/parameter table
     minivgg inspect [--arch d2l] [--run RUN_DIR]                             per-layer activations and gradients
     minivgg doctor [--device cuda:N]                                         is the GPU path usable here, and right
@@ -14,7 +14,8 @@ import tempfile
 import time
 
 from . import backend, models
-from .recipe import DEVICE_DEFAULTS, MODEL_KEYS, build_model, build_optimizer
+from .recipe import (DEVICE_DEFAULTS, MODEL_KEYS, PIXEL_KEYS, RECIPES, augment_loaders, build_model, build_optimizer,
+                     describe_augment, fill_defaults, input_size)
 from .train import CHECKPOINT, INTERRUPTED
 
 
@@ -114,7 +115,7 @@ def build_parser():
                        help=defaults("momentum", "SGD momentum"))
     train.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                        help=defaults("nesterov", "Nesterov momentum for SGD"))
-    train.add_argument("--weight-decay", type=NON_NEGATIVE, default=0.0, help="L2 penalty (default 0)")
+    train.add_argument("--weight-decay", type=NON_NEGATIVE, help="L2 penalty (default 0)")
     train.add_argument("--scheduler", choices=["none", "step", "cosine", "plateau"],
                        help=defaults("scheduler", "learning-rate schedule; cosine anneals after every batch"))
     train.add_argument("--warmup-epochs", type=NON_NEGATIVE,
@@ -128,6 +129,23 @@ def build_parser():
     train.add_argument("--output-std", type=NON_NEGATIVE,
                        help=defaults("output_std", "draw the output layer's weights from N(0, STD); 0: like "
                                                    "the other layers"))
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="a preset: 'paper' is Simonyan & Zisserman's section 3.1 (SGD lr 0.01 momentum 0.9, "
+                            "batch 256, weight decay 5e-4, plateau schedule, random crops with scale jittering, "
+                            "flips, intensity shift, mean subtraction); the options given explicitly win")
+    train.add_argument("--crop", type=POSITIVE_INT, metavar="SIZE",
+                       help="train on SIZE x SIZE crops at random positions of the images rescaled to --resize "
+                            "(their smallest side; the test set: the centre crop); the network's input is SIZE")
+    train.add_argument("--scale-jitter", type=POSITIVE_INT, nargs=2, metavar=("MIN", "MAX"),
+                       help="rescale each batch to a scale drawn from [MIN, MAX] before cropping (test scale: "
+                            "--resize, default (MIN + MAX) / 2; crop: --crop, default the device's input size)")
+    train.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                       help="random horizontal flips of the training images (default off)")
+    train.add_argument("--intensity-shift", type=NON_NEGATIVE, metavar="SIGMA",
+                       help="add to each training image the colour offset of AlexNet's PCA shift with weights "
+                            "N(0, SIGMA) (one channel: N(0, SIGMA x the pixels' std)); 0: off (default)")
+    train.add_argument("--subtract-mean", action=argparse.BooleanOptionalAction, default=None,
+                       help="subtract the training set's per-channel mean from every image (default off)")
     train.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N")
     train.add_argument("--tf32", action="store_true",
                        help="GPU only: let float32 matrix products (convolutions, linear layers) use TF32 tensor "
@@ -137,9 +155,18 @@ def build_parser():
     folder = train.add_mutually_exclusive_group()
     folder.add_argument("--out", help="run folder (default runs/<date-time>)")
     folder.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last epoch")
+    train.add_argument("--init-from", metavar="RUN_DIR",
+                       help="warm start, as the paper's deeper nets from net A: copy the first four convolutions "
+                            "and the dense layers of the run in RUN_DIR where place and shape match")
     train.add_argument("--limit-batches", type=POSITIVE_INT, help="use only N batches per epoch (quick runs)")
     train.add_argument("--train-limit", type=POSITIVE_INT, help="use only the first N training images")
     train.add_argument("--data", help="folder holding the Fashion-MNIST files")
+    train.add_argument("--data-dir", metavar="DIR",
+                       help="train on your own images instead of Fashion-MNIST: DIR holds one sub-folder per class "
+                            "of PNG or JPEG files (needs Pillow: pip install -e \".[images]\")")
+    train.add_argument("--val-split", type=_number("in (0, 1)", lambda v: 0 < v < 1), metavar="FRACTION",
+                       help="with --data-dir: hold out this fraction of the images, drawn with --seed, for the "
+                            "test accuracy (default 0.2)")
     train.add_argument("--watch-grads", action="store_true", help="record gradient statistics and plot them")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -147,6 +174,24 @@ def build_parser():
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--device", type=_device, default="cpu")
     evaluate.add_argument("--data")
+    evaluate.add_argument("--data-dir", metavar="DIR",
+                          help="a run trained on an image folder: read that folder from DIR (default: where it "
+                               "was when the run trained); its held-out part is evaluated")
+    test_time = evaluate.add_mutually_exclusive_group()  # the paper's section 3.2; default: one plain pass
+    test_time.add_argument("--dense", action="store_true",
+                           help="the fully-convolutional net on the whole image at each --scales, its class-score "
+                                "map averaged (the paper's dense evaluation)")
+    test_time.add_argument("--multi-crop", action="store_true",
+                           help="crops of the network's input size on a --grid at each --scales (default: the "
+                                "run's test scale if larger, else the input size x 256/224), averaged over crops "
+                                "and flips")
+    evaluate.add_argument("--scales", type=POSITIVE_INT, nargs="+", metavar="Q",
+                          help="test scales: the images are rescaled to QxQ, soft-max scores averaged over the "
+                               "scales (dense unless --multi-crop); each at least 32, with --multi-crop at least "
+                               "the training size")
+    evaluate.add_argument("--grid", type=POSITIVE_INT, default=3, help="--multi-crop: GRID x GRID crop positions")
+    evaluate.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                          help="--dense, --scales, --multi-crop: also score each image's horizontal flip")
 
     summary = sub.add_parser("summary", help="print the per-block output shapes and parameter counts")
     _add_model_args(summary, arch="vgg11", ratio=1)
@@ -187,22 +232,39 @@ def cmd_train(args):
         backend.require_cupy()
     else:
         tuned = [name for name, applied in cpu.tune().items() if applied]
-    defaults = DEVICE_DEFAULTS["cpu" if device == "cpu" else "cuda"]
     config = {k: getattr(args, k) for k in MODEL_KEYS}
     if args.resume:
         saved = load(os.path.join(args.resume, train.CHECKPOINT))["config"]
         config = {k: (config[k] if k == "epochs" and config[k] else saved.get(k, config[k])) for k in MODEL_KEYS}
+        config.update({k: saved[k] for k in PIXEL_KEYS if k in saved})
+        config.update({k: saved[k] for k in FOLDER_KEYS if k in saved})
         out = args.resume
     else:
         out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    for key, value in defaults.items():
-        if config.get(key) is None:
-            config[key] = value
+        if args.data_dir:
+            config["val_split"] = args.val_split or 0.2
+    if args.data_dir:  # a resumed run may read its folder from a new place
+        config["data_dir"] = os.path.abspath(args.data_dir)
+    fill_defaults(config, device)
     manual_seed(config["seed"])
+    folder = None
+    if config.get("data_dir"):  # the folder gives the network's input channels and outputs: read it first
+        train_loader, test_loader, folder = _folder_data(config, device, args.train_limit, args.limit_batches)
+        config.update(classes=folder.classes, in_channels=int(folder.images.shape[1]), num_classes=len(folder.classes))
     net = build_model(config, device)
-    train_loader, test_loader = data.load_data_fashion_mnist(
-        config["batch_size"], resize=config["resize"], device=device, root=args.data, seed=config["seed"],
-        train_limit=args.train_limit, limit_batches=args.limit_batches)
+    copied = None
+    if args.init_from:
+        source_state = load(os.path.join(args.init_from, train.CHECKPOINT), device=device)
+        rng = backend.generator_state()  # building the source draws numbers: keep the run's own stream
+        source = build_model(source_state["config"], device).load_state_dict(source_state["model"])
+        backend.set_generator_state(rng)
+        copied = models.init_from(source, net)
+        del source, source_state
+    if folder is None:
+        train_loader, test_loader = data.load_data_fashion_mnist(
+            config["batch_size"], resize=config["resize"], device=device, root=args.data, seed=config["seed"],
+            train_limit=args.train_limit, limit_batches=args.limit_batches)
+    augment_loaders(config, train_loader, test_loader)
     optimizer, scheduler = build_optimizer(net, config, len(train_loader))
     start, history = 0, None
     if args.resume:
@@ -218,14 +280,21 @@ def cmd_train(args):
     warmup = f" after {config['warmup_epochs']} epochs of warmup" if with_warmup else ""
     output = f" (output layer N(0, {config['output_std']}))" if config["output_std"] else ""
     clipped = f", gradient norm clipped at {config['clip_grad_norm']}" if config["clip_grad_norm"] else ""
-    print(f"training {config['arch']} (channels / {config['ratio']}) on Fashion-MNIST at "
-          f"{config['resize']}x{config['resize']}, batch {config['batch_size']}, {update}, {config['scheduler']} "
+    dataset = "Fashion-MNIST" if folder is None else (
+        f"{config['data_dir']} ({len(folder.classes)} classes, {folder.images.shape[1]} channels; "
+        f"{len(train_loader.images)} training and {len(test_loader.images)} held-out images)")
+    print(f"training {config['arch']} (channels / {config['ratio']}) on {dataset} at "
+          f"{input_size(config)}x{input_size(config)}, batch {config['batch_size']}, {update}, {config['scheduler']} "
           f"schedule{warmup}{clipped}, {config['init']} init{output}, {config['epochs']} epochs on {device}"
           f"{' with TF32 matrix products' if args.tf32 else ''}; run folder {out}", flush=True)
+    if describe_augment(config):
+        print(describe_augment(config))
     if device == "cpu":
         print(f"cpu: {backend.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
     if args.resume:
         print(f"resuming after epoch {start}")
+    if copied is not None:
+        print(f"initialized from {args.init_from}: {', '.join(copied) or 'no layer matched in place and shape'}")
     monitor = None
     if args.watch_grads:
         from .inspection import GradientMonitor
@@ -246,23 +315,44 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from . import data, load, train
+    from . import data, evaluation, load, train
 
     device = backend.canonical_device(args.device)
     state = load(os.path.join(args.run_dir, train.CHECKPOINT), device=device)
     config = state["config"]
     net = build_model(config, device)
     net.load_state_dict(state["model"])
-    test = data.DataLoader(data.load_fashion_mnist("test", args.data), 256, device=device, resize=config["resize"])
-    predicted, true = train.predict(net, test)
-    print(f"test accuracy {float((predicted == true).mean()):.4f} on {len(true)} images "
-          f"({state['epoch']} epochs of {config['arch']})")
-    confusion = _confusion(true, predicted, 10)
-    print(f"{'class':<12} {'accuracy':>9}")
-    for c, name in enumerate(data.text_labels):
-        print(f"{name:<12} {confusion[c, c] / max(confusion[c].sum(), 1):>9.3f}")
+    mode = "multi-crop" if args.multi_crop else "dense" if args.dense or args.scales else "plain"
+    size = input_size(config)
+    test_scale = config["resize"]  # Q; above the network's input when the run trained on crops
+    scales = None if mode == "plain" else args.scales or [
+        evaluation.default_crop_scale(size) if mode == "multi-crop" and test_scale <= size else test_scale]
+    # Each mode rescales the original 28x28 images itself, once, to each scale it needs.
+    names, images = data.text_labels, "images"
+    if config.get("data_dir") or args.data_dir:
+        if not config.get("data_dir"):
+            raise ValueError(f"--data-dir: the run in {args.run_dir} was trained on Fashion-MNIST, not on a folder")
+        folder_config = dict(config, data_dir=os.path.abspath(args.data_dir)) if args.data_dir else config
+        test = _folder_data(folder_config, device)[1]  # the held-out part of the run's split
+        names, images = list(config["classes"]), f"held-out images of {folder_config['data_dir']}"
+    else:
+        test = data.DataLoader(data.load_fashion_mnist("test", args.data), 256, device=device)
+    augment_loaders(config, test_loader=test, whole_images=mode != "plain")  # the training mean; plain: its crop
+    started = time.perf_counter()
+    predicted, true = evaluation.predict(net, test, mode, size=size, scales=scales, grid=args.grid,
+                                         flips=args.flip and mode != "plain")
+    grid = f" {args.grid}x{args.grid} crops" if mode == "multi-crop" else ""
+    how = "" if mode == "plain" else (f", {mode}{grid} at {' '.join(map(str, scales))}"
+                                      f"{' with flips' if args.flip else ''}")
+    print(f"test accuracy {float((predicted == true).mean()):.4f} on {len(true)} {images} "
+          f"({state['epoch']} epochs of {config['arch']}{how}; {time.perf_counter() - started:.1f} sec)")
+    confusion = _confusion(true, predicted, len(names))
+    width = max(12, *map(len, names))
+    print(f"{'class':<{width}} {'accuracy':>9}")
+    for c, name in enumerate(names):
+        print(f"{name:<{width}} {confusion[c, c] / max(confusion[c].sum(), 1):>9.3f}")
     path = os.path.join(args.run_dir, "confusion.png")
-    _plot_confusion(confusion, data.text_labels, path)
+    _plot_confusion(confusion, names, path)
     print(f"confusion matrix: {path}")
     return 0
 
@@ -310,13 +400,13 @@ def cmd_inspect(args):
     config = {"arch": args.arch, "ratio": args.ratio, "resize": args.resize}
     if args.run:
         state = load(os.path.join(args.run, train.CHECKPOINT), device=args.device)
-        config.update({k: state["config"][k] for k in ("arch", "ratio", "resize")})
+        config.update({k: state["config"].get(k) for k in ("arch", "ratio", "resize", "crop")})
     manual_seed(0)
     net = build_model(config, args.device)
     if args.run:
         net.load_state_dict(state["model"])
     images, labels = next(iter(data.DataLoader(data.load_fashion_mnist("test", args.data), args.batch_size,
-                                               device=args.device, resize=config["resize"])))
+                                               device=args.device, resize=input_size(config))))
     print(f"one batch of {args.batch_size} test images at {config['resize']}x{config['resize']} through "
           f"{config['arch']} (channels / {config['ratio']})" + (f", weights of {args.run}" if args.run else ""))
     net.eval()  # dropout off, so the table is repeatable
@@ -361,6 +451,51 @@ def _run_folder_problem(path, hint):
     return f"{path} has no {CHECKPOINT} ({hint})"
 
 
+def _image_folder_problem(path):
+    """None if `path` can be read as an image folder (a sub-folder per class, two classes at least, and
+    Pillow installed to decode them), else what is wrong."""
+    from . import data
+
+    if not os.path.exists(path):
+        return f"no folder at {path}"
+    if not os.path.isdir(path):
+        return f"{path} is a file, not a folder of class sub-folders"
+    classes = data.class_folders(path)
+    if not classes:
+        return f"{path} has no class sub-folders (put each class's PNG or JPEG images in a sub-folder named after it)"
+    if len(classes) < 2:
+        return f"{path} has one class sub-folder ({classes[0]}); a classifier needs two at least"
+    try:
+        data._pillow()
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+# What a run on an image folder adds to its config, so that --resume and `evaluate` read the same images.
+FOLDER_KEYS = ("data_dir", "val_split", "classes", "in_channels", "num_classes")
+
+
+def _folder_data(config, device, train_limit=None, limit_batches=None):
+    """(training loader, held-out loader, ImageFolder) of a run on the image folder config['data_dir']: the
+    images read at the run's input size and split as (val_split, seed) say, so a resumed run and `evaluate`
+    see the same held-out images. A folder whose classes differ from those the run recorded is refused."""
+    from . import data
+
+    if not os.path.isdir(config["data_dir"]):
+        raise ValueError(f"the run's image folder {config['data_dir']} is gone: give its new place with --data-dir")
+    folder = data.ImageFolder(config["data_dir"], size=config["resize"])
+    if config.get("classes") and folder.classes != list(config["classes"]):
+        raise ValueError(f"{config['data_dir']} holds the classes {', '.join(folder.classes)}; the run was trained "
+                         f"on {', '.join(config['classes'])}")
+    (train_x, train_y), held_out = data.split(folder, config["val_split"], config["seed"])
+    if train_limit:
+        train_x, train_y = train_x[:train_limit], train_y[:train_limit]
+    common = dict(device=device, seed=config["seed"], limit_batches=limit_batches)
+    return (data.DataLoader((train_x, train_y), config["batch_size"], shuffle=True, **common),
+            data.DataLoader(held_out, config["batch_size"], **common), folder)
+
+
 def _folder_problem(path):
     """None if files can be written into the folder `path` (which may not exist yet), else why not. Tried for
     real (os.access says yes to root even on a read-only file system), and undone: a folder this creates
@@ -402,8 +537,19 @@ def _check_args(parser, args):
             parser.error(f"argument --resize: must be an integer >= {smallest} with --arch {arch} (its "
                          f"{len(blocks)} max-poolings halve the input {len(blocks)} times: {smallest} -> 1), "
                          f"got {args.resize}")
+        if command == "train":
+            _check_augment(parser, args, smallest)
     if getattr(args, "data", None) and not os.path.isdir(args.data):
         parser.error(f"argument --data: no folder at {args.data}")
+    if getattr(args, "data_dir", None):
+        problem = _image_folder_problem(args.data_dir)
+        if problem:
+            parser.error(f"argument --data-dir: {problem}")
+        if command == "train" and args.data:
+            parser.error("argument --data-dir: not allowed with --data (the folder of the Fashion-MNIST files)")
+    if getattr(args, "val_split", None) is not None and (args.resume or not args.data_dir):
+        parser.error("argument --val-split: only with --data-dir, when a run starts (a resumed run keeps its "
+                     "split)")
     device = _device_of(args)
     if device != "cpu" and backend.cuda_is_available():  # without CUDA the command says why when it starts
         problem = backend.device_problem(device)
@@ -417,6 +563,14 @@ def _check_args(parser, args):
             problem = _run_folder_problem(args.resume, f"start a run with minivgg train --out {args.resume}")
             if problem:
                 parser.error(f"argument --resume: {problem}")
+        if args.init_from:
+            if args.resume:
+                parser.error("argument --init-from: not allowed with --resume (a resumed run continues from its "
+                             "own weights)")
+            problem = _run_folder_problem(args.init_from, f"train one into it with minivgg train --out "
+                                                          f"{args.init_from}")
+            if problem:
+                parser.error(f"argument --init-from: {problem}")
         out = args.resume or args.out or "runs"
         problem = _folder_problem(out)
         if problem:
@@ -425,6 +579,8 @@ def _check_args(parser, args):
         problem = _run_folder_problem(args.run_dir, f"train into it with minivgg train --out {args.run_dir}")
         if problem:
             parser.error(problem)
+        if args.scales:
+            _check_scales(parser, args)
     elif command == "inspect":
         if args.run:
             problem = _run_folder_problem(args.run, f"train into it with minivgg train --out {args.run}")
@@ -438,6 +594,57 @@ def _check_args(parser, args):
         if args.size < 32:
             parser.error(f"argument --size: must be an integer >= 32 (VGG's five max-poolings halve the input five "
                          f"times: 32 -> 1), got {args.size}")
+
+
+def _check_scales(parser, args):
+    """Each --scales value fits the run's network: at least its smallest input, and with --multi-crop at least
+    its input size (the crops). Reads only the run's config, not its arrays; an unreadable checkpoint is
+    left to the command, which names the problem."""
+    import json
+
+    import numpy as np
+
+    from .serialization import _JSON_KEY
+
+    try:
+        with np.load(os.path.join(args.run_dir, CHECKPOINT), allow_pickle=False) as saved:
+            config = {key.split("/", 1)[1]: value for key, value in json.loads(str(saved[_JSON_KEY])).items()
+                      if key.startswith("config/")}
+        blocks, crop = _blocks(config["arch"]), int(config.get("crop") or config["resize"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if blocks is None:
+        return
+    smallest = 2 ** len(blocks)  # every block ends in a 2x2 max-pooling of stride 2
+    for q in args.scales:
+        if q < smallest:
+            parser.error(f"argument --scales: each must be an integer >= {smallest} with --arch {config['arch']} "
+                         f"(its {len(blocks)} max-poolings halve the input {len(blocks)} times: {smallest} -> 1), "
+                         f"got {q}")
+        if args.multi_crop and q < crop:
+            parser.error(f"argument --scales: with --multi-crop each must be an integer >= {crop} (the crops "
+                         f"are the network's input, {crop}x{crop}), got {q}")
+
+
+def _check_augment(parser, args, smallest):
+    """The crop against the network and the scales, as cmd_train will have them (explicit options, then the
+    --recipe preset, then the device's defaults)."""
+    jitter = args.scale_jitter
+    if jitter and jitter[0] > jitter[1]:
+        parser.error(f"argument --scale-jitter: MIN must be <= MAX, got {jitter[0]} {jitter[1]}")
+    config = fill_defaults({k: getattr(args, k) for k in MODEL_KEYS}, _device_of(args))
+    crop, jitter = config["crop"], config["scale_jitter"]
+    if crop is None:
+        return
+    if crop < smallest:
+        parser.error(f"argument --crop: must be an integer >= {smallest} with --arch {args.arch} (the crop is the "
+                     f"network's input: {smallest} -> 1 through its max-poolings), got {crop}")
+    if jitter and crop > jitter[0]:
+        parser.error(f"argument --crop: must be at most the smallest scale, --scale-jitter MIN = {jitter[0]} (a "
+                     f"crop must fit in every rescaled image), got {crop}")
+    if crop > config["resize"]:
+        parser.error(f"argument --crop: must be at most the scale --resize = {config['resize']} (the images are "
+                     f"rescaled to it, then cropped; raise --resize), got {crop}")
 
 
 def _device_of(args):
@@ -463,7 +670,7 @@ def main(argv=None):
     try:
         with backend.use_device(_device_of(args)):  # CuPy computes on its current device: make it the chosen one
             return commands[args.command](args)
-    except (RuntimeError, ValueError, OSError, KeyError, MemoryError) as exc:
+    except (RuntimeError, ValueError, OSError, KeyError, MemoryError, ImportError) as exc:
         if os.environ.get("MINIVGG_DEBUG"):
             raise
         hint = " (out of memory: lower --batch-size or --resize)" if isinstance(exc, MemoryError) else ""

@@ -1,4 +1,5 @@
-"""Fashion-MNIST: find or download the IDX files, check them, and batch them onto a device.
+"""Fashion-MNIST: find or download the IDX files, check them, and batch them onto a device; your own images
+in one sub-folder per class: `ImageFolder` (PNG and JPEG, through Pillow) and a seeded `split`.
 
 Search order: `root`, $MINIVGG_DATA, ~/.cache/minivgg/fashion-mnist, Debian's
 /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist); failing those, download the official
@@ -10,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import warnings
 
 import numpy as np
 
@@ -163,17 +165,19 @@ def resize_bilinear(images, size):
 
 
 class DataLoader:
-    """Batches of (images, labels) Tensors on `device`; images float32 in [0, 1], shape (B, 1, R, R).
+    """Batches of (images, labels) Tensors on `device`; images float32 in [0, 1], shape (B, C, R, R).
 
-    `dataset` is a pair (uint8 images (N, H, W), labels (N,)) as from `load_fashion_mnist`. Each batch
+    `dataset` is a pair (uint8 images, labels (N,)): images (N, H, W) as from `load_fashion_mnist` (C = 1)
+    or (N, C, H, W) as from `ImageFolder`. Each batch
     crosses to the device as uint8 and is converted, resized (`resize=R`, bilinear), normalized
     (`normalize=(mean, std)`) and flipped (`flip=True`: random horizontal flips) there, batch by
     batch. The shuffling order of epoch e depends only on (seed, e), so a resumed run sees the same
-    batches as an uninterrupted one.
+    batches as an uninterrupted one. `augment` (an augment.Augment) transforms each batch after the resize,
+    with draws from (seed, e, batch index): random crops, scale jittering, colour shifts, mean subtraction.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, device="cpu", seed=0, resize=None,
-                 normalize=None, flip=False, limit_batches=None):
+                 normalize=None, flip=False, limit_batches=None, augment=None):
         images, labels = dataset
         if len(images) != len(labels):
             raise ValueError(f"DataLoader: {len(images)} images but {len(labels)} labels")
@@ -181,7 +185,7 @@ class DataLoader:
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.device = backend.canonical_device(device)
         self.seed, self.resize, self.normalize, self.flip = seed, resize, normalize, flip
-        self.limit_batches = limit_batches
+        self.limit_batches, self.augment = limit_batches, augment
         self.epoch = 0
 
     def __len__(self):
@@ -204,6 +208,8 @@ class DataLoader:
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])  # sorted: faster gather
             with backend.use_device(self.device):  # the conversion's kernels run where the batch is
                 images = self._to_device_float(self.images[index])
+                if self.augment is not None:  # its own stream of draws, seeded like the order and flips
+                    images = self.augment(images, np.random.default_rng([self.seed, self.epoch, 2, b]))
                 if flips is not None:
                     images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
                 labels = backend.to_device(self.labels[index], self.device)
@@ -213,8 +219,10 @@ class DataLoader:
     def _to_device_float(self, batch):
         x = backend.to_device(batch, self.device)  # uint8 over the bus: 4x less than float32
         xp = backend.get_array_module(x)
-        x = x.astype(np.float32)[:, None] * np.float32(1 / 255)
-        if self.resize and self.resize != x.shape[-1]:
+        x = x.astype(np.float32) * np.float32(1 / 255)
+        if x.ndim == 3:  # (B, H, W): one channel
+            x = x[:, None]
+        if self.resize and x.shape[-2:] != (self.resize, self.resize):
             x = resize_bilinear(x, self.resize)
         if self.normalize:
             mean, std = self.normalize
@@ -237,3 +245,127 @@ def load_data_fashion_mnist(batch_size, resize=None, device="cpu", root=None, se
                        **kwargs)
     kwargs.pop("flip", None)
     return train, DataLoader(test, batch_size, shuffle=False, device=device, resize=resize, seed=seed, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Your own images: one sub-folder per class
+# ---------------------------------------------------------------------------------------------------
+IMAGE_FORMATS = ("PNG", "JPEG")
+PILLOW_MISSING = ('ImageFolder decodes PNG and JPEG files with Pillow, which is not installed: '
+                  'pip install -e ".[images]" (or pip install Pillow)')
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _pillow():
+    """PIL.Image, or an ImportError naming the optional extra that brings it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ImportError(PILLOW_MISSING) from None
+    return Image
+
+
+def class_folders(root):
+    """The sorted names of the sub-folders of `root` (one per class; hidden ones left out), as torchvision's
+    ImageFolder orders them: class index i is the i-th name."""
+    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+
+
+def _decode(Image, path, size):
+    """The image at `path` as a uint8 array, (H, W) if grey, (H, W, 3) if colour, resized to size x size
+    (bilinear) when `size` is given; None, with a warning naming the file, if it is not a readable PNG or JPEG."""
+    try:
+        with Image.open(path) as picture:
+            if picture.format not in IMAGE_FORMATS:
+                warnings.warn(f"ImageFolder: skipped {path}: a {picture.format} image; only PNG and JPEG are read",
+                              stacklevel=3)
+                return None
+            picture.load()  # decodes now, inside the try: a truncated file fails here
+            if picture.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: scale to 8 bits
+                wide = np.asarray(picture, dtype=np.float64)
+                top = 65535.0 if picture.mode != "F" else max(float(wide.max()), 1.0)
+                picture = Image.fromarray(np.clip(np.rint(wide * (255 / top)), 0, 255).astype(np.uint8))
+            picture = picture.convert("L" if picture.mode in GREY_MODES else "RGB")
+            if size:
+                picture = picture.resize((size, size), Image.BILINEAR)
+            return np.asarray(picture, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # Pillow reports a file that is no image, or a damaged one, with any of these.
+        warnings.warn(f"ImageFolder: skipped {path}: not a readable image ({exc})", stacklevel=3)
+        return None
+
+
+class ImageFolder:
+    """Images sorted into one sub-folder per class, as torchvision's ImageFolder reads them, held in memory:
+    `.images` uint8 (N, C, H, W), `.labels` int64 (N,), `.classes` (the sub-folders' names, sorted: label i is
+    `classes[i]`), `.class_to_idx`, `.samples` [(path, label)].
+
+    PNG and JPEG files are decoded with Pillow (`pip install -e ".[images]"`). C is 1 if every image is grey,
+    else 3: the grey ones are then converted to RGB too (an alpha channel is dropped). With `size`, every
+    image is resized to size x size (bilinear); without it they must all have the first one's size. A file
+    that is not a readable PNG or JPEG is skipped with a warning naming it.
+
+        folder = ImageFolder("flowers", size=64)
+        loader = DataLoader((folder.images, folder.labels), 32, shuffle=True)
+    """
+
+    def __init__(self, root, size=None):
+        Image = _pillow()
+        if not os.path.isdir(root):
+            raise DatasetError(f"ImageFolder: no folder at {root}")
+        self.root, self.size = root, size
+        self.classes = class_folders(root)
+        if not self.classes:
+            raise DatasetError(f"ImageFolder: {root} has no class sub-folders (put each class's images in a "
+                               "sub-folder named after it)")
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        pictures, self.samples, first = [], [], None
+        for label, name in enumerate(self.classes):
+            folder = os.path.join(root, name)
+            for file in sorted(os.listdir(folder)):
+                path = os.path.join(folder, file)
+                if file.startswith(".") or not os.path.isfile(path):
+                    continue
+                picture = _decode(Image, path, size)
+                if picture is None:
+                    continue
+                if first is None:
+                    first = (path, picture.shape[:2])
+                elif picture.shape[:2] != first[1]:
+                    raise DatasetError(
+                        f"ImageFolder: {path} is {picture.shape[1]}x{picture.shape[0]} but {first[0]} is "
+                        f"{first[1][1]}x{first[1][0]}: images of different sizes need size=S (resized to SxS)")
+                pictures.append(picture)
+                self.samples.append((path, label))
+        empty = sorted(set(self.classes) - {self.classes[label] for _, label in self.samples})
+        if empty:
+            raise DatasetError(f"ImageFolder: no readable PNG or JPEG image in {', '.join(empty)} (under {root})")
+        colour = any(p.ndim == 3 for p in pictures)
+        # Grey to RGB repeats the grey value in each channel, as Pillow's convert("RGB") does.
+        self.images = np.stack([(np.repeat(p[..., None], 3, axis=2) if p.ndim == 2 else p) if colour
+                                else p[..., None] for p in pictures]).transpose(0, 3, 1, 2).copy()
+        self.labels = np.array([label for _, label in self.samples], dtype=np.int64)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    def __repr__(self):
+        n, c, h, w = self.images.shape
+        return f"ImageFolder({self.root!r}: {n} images of {c}x{h}x{w}, {len(self.classes)} classes)"
+
+
+def split(dataset, fraction, seed=0):
+    """((train images, labels), (held-out images, labels)) from a pair or an ImageFolder, as Keras'
+    validation_split: the examples are shuffled with `seed`, and the last int(fraction * N) of them (at
+    least one, and at most N - 1) are held out. The same (dataset, fraction, seed) give the same split."""
+    images, labels = (dataset.images, dataset.labels) if isinstance(dataset, ImageFolder) else dataset
+    n = len(labels)
+    if n < 2:
+        raise DatasetError(f"split: {n} example(s) cannot be split into a training and a held-out part")
+    held = min(max(int(fraction * n), 1), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    keep, out = np.sort(order[:n - held]), np.sort(order[n - held:])
+    return (images[keep], labels[keep]), (images[out], labels[out])

@@ -452,6 +452,67 @@ def label_range_error(label, classes, where):
     return ValueError(f"cross_entropy: label {label} is out of range for {classes} classes ({where})")
 
 
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class BinaryCrossEntropyWithLogitsFunction(Function):
+    """logits x (any shape), targets y (x's shape, probabilities in [0, 1]) -> the loss of each entry,
+    -y log sigmoid(x) - (1 - y) log(1 - sigmoid(x)), reduced by `reduction`: 'mean' and 'sum' give a scalar,
+    'none' x's shape.
+
+    Written as max(x, 0) - x y + log(1 + exp(-|x|)), the same value: no exponent is ever positive, so a
+    logit of 1e4 gives a finite loss instead of exp overflowing to inf.
+    Backward: d/dx = sigmoid(x) - y, d/dy = -x, times the incoming gradient (divided by x.size for 'mean').
+    """
+
+    def __init__(self, reduction="mean"):
+        self.reduction = reduction
+
+    def forward(self, x, y):
+        xp = backend.get_array_module(x)
+        self.x, self.y = x, y
+        loss = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))   # x's shape
+        if self.reduction == "none":
+            return loss
+        total = loss.sum()
+        return total / x.dtype.type(x.size) if self.reduction == "mean" else total
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        x, y = self.x, self.y
+        if self.reduction == "mean":
+            gy = gy / x.dtype.type(x.size)
+        e = xp.exp(-xp.abs(x))                                             # in (0, 1]: never overflows
+        sigmoid = xp.where(x >= 0, 1, e) / (1 + e)                         # x's shape
+        gx = (sigmoid - y) * gy if self.needs_input_grad[0] else None
+        gt = -x * gy if self.needs_input_grad[1] else None
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
+    """Binary cross-entropy of raw scores `logits` (any shape) against `targets` of the same shape
+    (probabilities, usually 0. or 1.), as torch.nn.functional.binary_cross_entropy_with_logits:
+    reduction 'mean' (default), 'sum' or 'none'. Integer or boolean targets are taken as floats."""
+    logits = _as_tensor(logits)
+    xp = backend.get_array_module(logits.data)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy_with_logits: reduction must be one of {', '.join(REDUCTIONS)}, "
+                         f"got {reduction!r}")
+    if logits.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy_with_logits: logits must be floats, got dtype {logits.dtype}")
+    if not isinstance(targets, Tensor):
+        targets = Tensor(xp.asarray(targets, dtype=logits.dtype))
+    elif targets.dtype != logits.dtype:
+        if targets.requires_grad:  # a copy would cut the graph: the caller converts
+            raise TypeError(f"binary_cross_entropy_with_logits: targets of dtype {targets.dtype} do not match "
+                            f"logits of dtype {logits.dtype}")
+        targets = Tensor(targets.data.astype(logits.dtype))
+    if targets.shape != logits.shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: targets of shape {targets.shape} do not match logits "
+                         f"{logits.shape}: they must have the same shape (one target per logit)")
+    return BinaryCrossEntropyWithLogitsFunction(reduction)(logits, targets)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Local response normalization (AlexNet; VGG configuration A-LRN)
 # ---------------------------------------------------------------------------------------------------

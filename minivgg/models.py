@@ -1,7 +1,9 @@
 """VGG assembled from blocks: D2L's `vgg_block`/`vgg(conv_arch)` and the configurations A-E of
-Simonyan & Zisserman (2014), Table 1; `summary` prints the per-block table; `to_fully_convolutional` is
-the paper's dense test-time network."""
+Simonyan & Zisserman (2014), Table 1; `summary` prints the per-block (or, Keras's, per-layer) table;
+`to_fully_convolutional` is the paper's dense test-time network; `load_torchvision_weights` reads
+torchvision's ImageNet weights and `init_from` is the paper's warm start of a deeper configuration."""
 import math
+import os
 
 import numpy as np
 
@@ -156,12 +158,18 @@ def initialize(net, input_shape, scheme="xavier", device="cpu", output_std=None)
     return net
 
 
-def summary(net, input_shape, file=None, device="cpu"):
+def summary(net, input_shape, file=None, device="cpu", per_layer=False):
     """Print, per top-level block, its name, output shape and parameter count, then the total.
 
     Runs one forward pass on zeros (which also materializes lazy layers).
     Returns the rows as a list of (name, output shape, parameters).
+
+    per_layer=True prints Keras's table instead: every leaf layer (its dotted name and type, output shape,
+    parameters), then the total, trainable and non-trainable (frozen) parameter counts; it returns
+    rows of (name, type, output shape, parameters).
     """
+    if per_layer:
+        return _layer_summary(net, input_shape, file, device)
     outputs = _dry_run(net, input_shape, device)
     rows = [(type(block).__name__, tuple(shape), sum(p.size for p in block.parameters()))
             for _, block, shape in outputs]
@@ -172,6 +180,35 @@ def summary(net, input_shape, file=None, device="cpu"):
     print("\n".join(lines), file=file)
     return rows
 
+
+
+def _layer_summary(net, input_shape, file, device):
+    leaves = [(name, m) for name, m in net.named_modules() if not m._modules and m is not net] or [("", net)]
+    shapes = {}
+
+    def recorder(name):
+        def hook(module, inputs, output):
+            shapes[name] = tuple(output.shape)
+        return hook
+
+    handles = [m.register_forward_hook(recorder(name)) for name, m in leaves]
+    try:
+        _dry_run(net, input_shape, device)
+    finally:
+        for h in handles:
+            h.remove()
+    rows = [(name, type(m).__name__, shapes.get(name), sum(p.size for p in m.parameters())) for name, m in leaves]
+    params = list(net.parameters())
+    total = sum(p.size for p in params)
+    trainable = sum(p.size for p in params if p.requires_grad)
+    rule = "=" * 72
+    lines = [f"{'Layer (type)':<32} {'Output Shape':<24} {'Param #':>14}", rule]
+    lines += [f"{f'{name} ({kind})':<32} {str(shape) if shape else '-':<24} {count:>14,}"
+              for name, kind, shape, count in rows]
+    lines += [rule, f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}"]
+    print("\n".join(lines), file=file)
+    return rows
 
 def count_flops(net, input_shape):
     """Floating-point operations of one forward pass for one input of `input_shape`, split into
@@ -225,3 +262,161 @@ def to_fully_convolutional(net):
         else:
             converted.append(m)
     return nn.Sequential(*features, *converted, nn.GlobalAvgPool2d(), nn.Flatten())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transfer learning: torchvision's ImageNet weights, and the paper's warm start of a deeper configuration
+# ---------------------------------------------------------------------------------------------------
+def _torchvision_names(net):
+    """{torchvision key: (minivgg parameter name, Parameter)} for a VGG built here.
+
+    torchvision's VGG is two flat Sequentials, `features` (Conv2d, ReLU, MaxPool2d, ...) and `classifier`
+    (Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear), with an average pooling between them that is
+    the identity at 224x224. The leaf layers of vgg_from_config's blocks and dense head come in the same
+    order, so a leaf's position before the Flatten is its `features` index and after it its
+    `classifier` index."""
+    leaves = [(name, m) for name, m in net.named_modules() if not m._modules and m is not net]
+    flatten_at = next((i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Flatten)), None)
+    if flatten_at is None:
+        raise ValueError("load_torchvision_weights: the network has no Flatten layer between its convolutional "
+                         "part and its dense part; build it with models.vgg_from_config")
+    names = {}
+    for i, (name, m) in enumerate(leaves):
+        prefix = f"features.{i}" if i < flatten_at else f"classifier.{i - flatten_at - 1}"
+        for pname, p in m._parameters.items():
+            if p is not None:
+                names[f"{prefix}.{pname}"] = (f"{name}.{pname}", p)
+    return names
+
+
+_TO_NPZ = ("python -c \"import torch, numpy; sd = torch.load('vgg16-397923af.pth'); "
+           "numpy.savez('vgg16.npz', **{k: v.numpy() for k, v in sd.items()})\"")
+
+
+def _read_state(state_dict_or_path):
+    """A dict {key: NumPy array} from a dict (of arrays, minivgg Tensors or torch tensors), a .npz file or
+    a .pth file (read through PyTorch)."""
+    source = state_dict_or_path
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"load_torchvision_weights: no file at {path!r}")
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as data:
+                source = {k: data[k] for k in data.files}
+        else:
+            try:
+                import torch
+            except ImportError:
+                raise ImportError(f"load_torchvision_weights: reading {path!r} needs PyTorch (pip install torch). "
+                                  f"Without it, convert the file to .npz on a machine that has it: {_TO_NPZ}") \
+                    from None
+            source = torch.load(path, map_location="cpu", weights_only=True)
+    if hasattr(source, "state_dict") and not isinstance(source, dict):  # a whole torch or minivgg model
+        source = source.state_dict()
+    if not isinstance(source, dict):
+        raise TypeError(f"load_torchvision_weights: expected a state dict or a path, got {type(source).__name__}")
+    arrays = {}
+    for key, value in source.items():
+        if isinstance(value, Tensor):
+            value = backend.to_numpy(value.data)
+        elif type(value).__module__.startswith("torch"):  # a torch tensor, without importing torch here
+            value = value.detach().cpu().numpy()
+        arrays[key] = np.asarray(value)
+    return arrays
+
+
+def load_torchvision_weights(net, state_dict_or_path):
+    """Load a torchvision VGG state dict (vgg11/13/16/19 without batch norm: keys `features.N.weight`,
+    `features.N.bias`, `classifier.0/3/6.weight|bias`) into `net`, a `vgg_from_config` network of
+    configuration A, B, D or E respectively. Returns net.
+
+    `state_dict_or_path`: a dict of NumPy arrays, minivgg Tensors or torch tensors; a `.pth` file (read with
+    PyTorch, which must then be installed) or a `.npz` file holding the same keys. Every key and shape is
+    checked before anything is copied; an error names the missing and unexpected keys and the first key
+    whose shape differs. Lazy dense layers take the stored shapes (25088 = 512x7x7 inputs: 224x224 images).
+    """
+    state = _read_state(state_dict_or_path)
+    names = _torchvision_names(net)
+    missing = [k for k in names if k not in state]
+    unexpected = [k for k in state if k not in names]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {', '.join(missing)}")
+    if unexpected:
+        hint = " (batch-norm variants such as vgg16_bn are not supported)" if any(
+            k.endswith(("running_mean", "running_var")) for k in unexpected) else ""
+        problems.append(f"unexpected keys: {', '.join(unexpected)}{hint}")
+    for key, (name, p) in names.items():
+        if key not in state:
+            continue
+        stored = tuple(state[key].shape)
+        if p.is_materialized:
+            fits = stored == p.shape
+            expected = p.shape
+        else:  # a lazy layer not yet called knows its output size only
+            out = getattr(net._owner_of(name), "out_features", None) or net._owner_of(name).out_channels
+            fits = len(stored) >= 1 and stored[0] == out
+            expected = f"({out}, ...)"
+        if not fits:
+            problems.append(f"first shape mismatch: {key} has shape {stored} in the weights, but the model's "
+                            f"{name} has {expected}")
+            break
+    if problems:
+        raise ValueError("load_torchvision_weights: " + "; ".join(problems) + ". Build the network with "
+                         "models.vgg_from_config and the configuration the weights were trained for "
+                         "(vgg11: A, vgg13: B, vgg16: D, vgg19: E) and num_classes=1000.")
+    # Copy into the parameters already there, so an optimizer built before still holds them.
+    converted = {name: state[key] for key, (name, _) in names.items()}
+    converted.update({name: Tensor(p.data) for name, p in net.named_parameters() if name not in converted})
+    net.load_state_dict(converted)
+    for m in net.modules():  # a lazy layer loaded before its first call learns its input size here
+        if isinstance(m, nn.Linear) and m.in_features is None:
+            m.in_features = m.weight.shape[1]
+        elif isinstance(m, nn.Conv2d) and m.in_channels is None:
+            m.in_channels = m.weight.shape[1]
+    return net
+
+
+def _places(net, kind):
+    """[(place, name, layer)] of the `kind` layers of net in forward order; a layer's place is (the name of
+    the module holding it, its position among the `kind` layers there): (block, k-th convolution in the
+    block) for a convolution, ('', k-th dense layer) for a dense one."""
+    counts, places = {}, []
+    for parent_name, parent in net.named_modules():
+        for child_name, child in parent._modules.items():
+            if isinstance(child, kind):
+                position = counts.get(parent_name, 0)
+                counts[parent_name] = position + 1
+                name = f"{parent_name}.{child_name}" if parent_name else child_name
+                places.append(((parent_name, position), name, child))
+    return places
+
+
+def init_from(source, target, convs=4):
+    """Warm start, as in the paper (Sec. 3.1): copy into `target` the weights and biases of `source`'s first
+    `convs` convolutional layers (4, the paper's choice; None: all of them) and of all its dense layers,
+    each into the layer at the same place in `target` (the same block and position in it; the same
+    position among the dense layers) when the shapes agree. Every other layer of target keeps its values.
+    Returns the names (in target) of the layers copied.
+
+    From net A into D, say, that is conv1_1, conv2_1, conv3_1, conv3_2 (the first convolution of blocks 1 and
+    2, the first two of block 3) and the three dense layers; the layers in between start random, which
+    leaves the deeper network free to learn them."""
+    source._check_materialized("init_from (the source)")
+    target._check_materialized("init_from (the target)")
+    copied = []
+    for kind, limit in ((nn.Conv2d, convs), (nn.Linear, None)):
+        wanted = _places(source, kind)[:limit]
+        there = {place: layer for place, _, layer in wanted}
+        for place, name, layer in _places(target, kind):
+            from_layer = there.get(place)
+            if from_layer is None or from_layer.weight.shape != layer.weight.shape or \
+                    (from_layer.bias is None) != (layer.bias is None):
+                continue
+            with no_grad():
+                for pname, p in layer._parameters.items():
+                    if p is not None:  # copied in place: an optimizer built before still holds p
+                        p.data[...] = backend.to_device(from_layer._parameters[pname].data, p.device)
+            copied.append(name)
+    return copied

@@ -67,7 +67,7 @@ class Optimizer:
         group = self.param_groups[0]
         with no_grad():
             for i, p in enumerate(self.params):
-                if p.grad is None:
+                if p.grad is None or not p.requires_grad:  # frozen: a stale .grad must not move it either
                     continue
                 self._update(p, p.grad.data, self.state.setdefault(i, {}), group)
 

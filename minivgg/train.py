@@ -24,6 +24,34 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or inf."""
 
 
+def _one_logit(logits):
+    return logits.ndim == 2 and logits.shape[1] == 1
+
+
+def classification_loss(logits, labels):
+    """The loss `fit` trains with: cross-entropy for logits (N, C) against integer labels (N,); for a single
+    logit per example (N, 1), a binary classifier, binary cross-entropy with logits against the labels 0 and
+    1 taken as floats (N, 1)."""
+    if not _one_logit(logits):
+        return F.cross_entropy(logits, labels)
+    labels = getattr(labels, "data", labels)  # a Tensor's array, or an array
+    if backend.get_array_module(labels) is np and labels.size:  # a GPU's are checked by train_epoch, less often
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"binary classifier (logits {logits.shape}): labels must be 0 or 1, "
+                             f"got {low if low < 0 else high}")
+    targets = labels.astype(logits.dtype).reshape(-1, 1)
+    return F.binary_cross_entropy_with_logits(logits, targets)
+
+
+def predicted_labels(logits):
+    """The predicted class of each example, an int64 array (N,) on the logits' device: the argmax of logits
+    (N, C), or, for a single logit (N, 1), 1 where the logit is positive (probability above 1/2)."""
+    if _one_logit(logits):
+        return (logits.data[:, 0] > 0).astype(np.int64)
+    return logits.data.argmax(axis=1)
+
+
 def evaluate_accuracy(net, loader):
     """Fraction of correctly classified examples over `loader`, in evaluation mode, without a graph."""
     was_training = net.training
@@ -31,7 +59,7 @@ def evaluate_accuracy(net, loader):
     correct, total = 0, 0
     with no_grad(), backend.use_device(_device_of(net)):
         for images, labels in loader:
-            predicted = net(images).data.argmax(axis=1)
+            predicted = predicted_labels(net(images))
             correct += (predicted == labels.data).sum()  # stays on the device until the end
             total += labels.shape[0]
     net.train(was_training)
@@ -44,7 +72,7 @@ def predict(net, loader):
     preds, trues = [], []
     with no_grad(), backend.use_device(_device_of(net)):
         for images, labels in loader:
-            preds.append(backend.to_numpy(net(images).data.argmax(axis=1)))
+            preds.append(backend.to_numpy(predicted_labels(net(images))))
             trues.append(labels.numpy())
     return np.concatenate(preds), np.concatenate(trues)
 
@@ -156,10 +184,11 @@ def check_finite_loss(mean_loss, batch_loss, epoch, step, checkpoint=None):
 
 
 def train_step(net, images, labels, optimizer, scheduler=None, clip_grad_norm=None, monitor=None):
-    """One update on a batch: forward, cross-entropy, backward, optional gradient clipping, the optimizer's
+    """One update on a batch: forward, the loss (`classification_loss`: cross-entropy, or binary cross-entropy
+    for a single logit), backward, optional gradient clipping, the optimizer's
     step and, if given, a per-batch `scheduler.step()`. Returns (loss, logits)."""
     logits = net(images)
-    loss = F.cross_entropy(logits, labels)
+    loss = classification_loss(logits, labels)
     optimizer.zero_grad()
     loss.backward()
     if clip_grad_norm:
@@ -210,7 +239,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
                 loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
                 n = labels.shape[0]
                 loss_sum += loss.data * n
-                correct += (logits.data.argmax(axis=1) == labels.data).sum()
+                correct += (predicted_labels(logits) == labels.data).sum()
                 seen += n
                 if on_gpu and n:
                     label_low = xp.minimum(label_low, labels.data.min())
@@ -219,8 +248,9 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
                 if logging or not on_gpu:
                     total_loss, batch_loss, total_correct, low, high = _read(
                         xp, loss_sum, loss.data, correct, label_low, label_high)
-                    if on_gpu and (low < 0 or high >= logits.shape[1]):
-                        raise F.label_range_error(int(low if low < 0 else high), logits.shape[1],
+                    classes = max(logits.shape[1], 2)  # one logit: a binary classifier, labels 0 and 1
+                    if on_gpu and (low < 0 or high >= classes):
+                        raise F.label_range_error(int(low if low < 0 else high), classes,
                                                   f"seen by step {step} of epoch {epoch + 1}; on a GPU the labels are "
                                                   f"checked when the loss is read, every {log_every} steps")
                     mean_loss = total_loss / seen

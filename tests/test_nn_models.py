@@ -228,3 +228,14 @@ def test_initialize_can_start_the_output_layer_small():
     first, last = net[0][0].weight.numpy(), net[-1].weight.numpy()
     assert abs(first.std() - np.sqrt(2 / 9)) < 0.1  # He: sqrt(2 / fan_in), fan_in = 1 * 3 * 3
     assert abs(last.std() - 0.01) < 0.001 and last.shape == (10, 4096)
+
+
+def test_sequential_item_assignment_replaces_a_module_in_place():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 4))
+    head = nn.Linear(3, 5)
+    net[-1] = head
+    assert net[2] is head and list(net._modules) == ["0", "1", "2"]
+    assert [name for name, _ in net.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert net(mv.tensor([[1.0, 2.0]])).shape == (1, 5)
+    with pytest.raises(TypeError, match="can only hold Modules"):
+        net[0] = "not a module"

@@ -41,3 +41,10 @@ class Sequential(Module):
         if isinstance(index, slice):
             return Sequential(*items[index])
         return items[index]
+
+    def __setitem__(self, index, module):
+        """net[-1] = nn.Linear(4096, 5): replace one module in place (its name stays), as in PyTorch."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: can only hold Modules, got a {type(module).__name__}")
+        names = list(self._modules)
+        setattr(self, names[index], module)

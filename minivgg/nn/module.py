@@ -165,6 +165,18 @@ class Module:
             child.to(device)
         return self
 
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze (True) every parameter of this module and its sub-modules. Returns self,
+        so `net[0].requires_grad_(False)` reads as in PyTorch.
+
+        A frozen parameter is no graph input that needs a gradient: ops neither compute its gradient nor
+        keep the arrays only that gradient needs (a convolution with a frozen weight keeps no im2col
+        matrix), the backward walk stops where nothing below needs a gradient, and the optimizers skip
+        it, weight decay included."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def zero_grad(self, set_to_none=True):
         """Forget every parameter's gradient (`.grad = None`), or with set_to_none=False fill each existing
         gradient with zeros in place, as PyTorch does."""
