@@ -198,6 +198,8 @@ def build_parser():
     summary.add_argument("--resize", type=POSITIVE_INT, default=224)
     summary.add_argument("--in-channels", type=POSITIVE_INT, default=1)
     summary.add_argument("--classes", type=POSITIVE_INT, default=10)
+    summary.add_argument("--per-layer", action="store_true",
+                         help="Keras's table: every layer, then total, trainable and non-trainable parameters")
 
     inspect = sub.add_parser("inspect", help="one batch: per-layer activation and gradient table, and the graph")
     _add_model_args(inspect)
@@ -389,7 +391,7 @@ def cmd_summary(args):
     from . import models, summary
 
     net = models.build(args.arch, args.ratio, num_classes=args.classes, in_channels=args.in_channels)
-    summary(net, (1, args.in_channels, args.resize, args.resize))
+    summary(net, (1, args.in_channels, args.resize, args.resize), per_layer=args.per_layer)
     return 0
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from . import backend, nn
 from .autograd import Tensor, no_grad
 from .backend import array_module_for
+from .nn.module import key_problems
 
 # D2L's VGG-11: (number of convolutions, output channels) per block.
 CONV_ARCH = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -338,15 +339,9 @@ def load_torchvision_weights(net, state_dict_or_path):
     """
     state = _read_state(state_dict_or_path)
     names = _torchvision_names(net)
-    missing = [k for k in names if k not in state]
-    unexpected = [k for k in state if k not in names]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if unexpected:
-        hint = " (batch-norm variants such as vgg16_bn are not supported)" if any(
-            k.endswith(("running_mean", "running_var")) for k in unexpected) else ""
-        problems.append(f"unexpected keys: {', '.join(unexpected)}{hint}")
+    batch_norm = any(k.endswith(("running_mean", "running_var")) for k in state if k not in names)
+    problems = key_problems(names, state, " (batch-norm variants such as vgg16_bn are not supported)"
+                            if batch_norm else "")
     for key, (name, p) in names.items():
         if key not in state:
             continue

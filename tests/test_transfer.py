@@ -345,3 +345,11 @@ def test_load_torchvision_weights_names_what_does_not_fit(tmp_path, monkeypatch)
         models.load_torchvision_weights(_small("D"), pth)
     with pytest.raises(FileNotFoundError):
         models.load_torchvision_weights(_small("D"), os.path.join(tmp_path, "nothing.npz"))
+
+
+def test_cli_summary_per_layer_prints_keras_totals(capsys):
+    from minivgg import cli
+
+    assert cli.main(["summary", "--arch", "D", "--in-channels", "3", "--classes", "17", "--per-layer"]) == 0
+    text = capsys.readouterr().out
+    assert "Total params: 134,330,193" in text and "Non-trainable params: 0" in text

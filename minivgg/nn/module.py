@@ -205,13 +205,7 @@ class Module:
         """Copy arrays (or Tensors) into the parameters, onto each parameter's device. Lazy layers take
         the stored shape. Raises naming every missing or unexpected key and every shape mismatch."""
         own = dict(self.named_parameters())
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        problems = []
-        if missing:
-            problems.append(f"missing keys: {', '.join(missing)}")
-        if unexpected:
-            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        problems = key_problems(own, state)
         for name, p in own.items():
             if name in state and p.is_materialized:
                 shape = tuple(getattr(state[name], "shape", ()))
@@ -248,3 +242,14 @@ class Module:
         if not self._modules and len(lines) <= 1:
             return f"{name}({extra})"
         return f"{name}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def key_problems(expected, given, unexpected_hint=""):
+    """['missing keys: ...', 'unexpected keys: ...'] for the keys of a state dict `given` against the
+    `expected` ones (empty when they agree); `unexpected_hint` is appended to the unexpected keys."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    problems = [f"missing keys: {', '.join(missing)}"] if missing else []
+    if unexpected:
+        problems.append(f"unexpected keys: {', '.join(unexpected)}{unexpected_hint}")
+    return problems
