@@ -221,11 +221,8 @@ def _count_synchronizations(monkeypatch):
     return count
 
 
-def test_out_of_range_labels_on_the_gpu_raise_by_the_end_of_the_epoch(gpu, monkeypatch):
-    images, labels = _dataset(48)
-    labels[20] = 12  # in the second of three batches
-    net, opt, loader = _setup("cuda", (images, labels))
-    loader.shuffle = False
+def _synchronizations_before_each_step(monkeypatch):
+    """A list that gets, before each train_step, the number of host synchronizations so far."""
     synchronizations = _count_synchronizations(monkeypatch)
     seen = []
     original_step = train.train_step
@@ -234,6 +231,15 @@ def test_out_of_range_labels_on_the_gpu_raise_by_the_end_of_the_epoch(gpu, monke
         seen.append(synchronizations[0])
         return original_step(*args, **kwargs)
     monkeypatch.setattr(train, "train_step", step)
+    return seen
+
+
+def test_out_of_range_labels_on_the_gpu_raise_by_the_end_of_the_epoch(gpu, monkeypatch):
+    images, labels = _dataset(48)
+    labels[20] = 12  # in the second of three batches
+    net, opt, loader = _setup("cuda", (images, labels))
+    loader.shuffle = False
+    seen = _synchronizations_before_each_step(monkeypatch)
     with pytest.raises(ValueError, match=r"cross_entropy: label 12 is out of range for 10 classes"):
         train.fit(net, loader, loader, opt, 1, log_every=100, **QUIET)
     assert len(seen) == 3 and seen[0] == seen[1] == seen[2]  # no step but the last (logging) one reads
@@ -241,14 +247,7 @@ def test_out_of_range_labels_on_the_gpu_raise_by_the_end_of_the_epoch(gpu, monke
 
 def test_labels_in_range_cost_no_synchronization_per_step(gpu, monkeypatch):
     net, opt, loader = _setup("cuda", _dataset(48))
-    synchronizations = _count_synchronizations(monkeypatch)
-    seen = []
-    original_step = train.train_step
-
-    def step(*args, **kwargs):
-        seen.append(synchronizations[0])
-        return original_step(*args, **kwargs)
-    monkeypatch.setattr(train, "train_step", step)
+    seen = _synchronizations_before_each_step(monkeypatch)
     history = {"epochs": [], "points": []}
     train.train_epoch(net, loader, opt, 0, history, progress=False, log_every=100)
     assert len(seen) == 3 and seen[0] == seen[1] == seen[2]
