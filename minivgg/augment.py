@@ -61,10 +61,14 @@ def shift(images, offsets):
     return images + offsets[:, :, None, None]
 
 
-def subtract_mean(images, mean):
-    """images (B, C, H, W) minus the per-channel `mean` (C,) (host numbers), on the images' device."""
-    mean = backend.to_device(np.asarray(mean, dtype=np.float32), backend.device_of(images))
-    return images - mean[None, :, None, None]
+def subtract_mean(images, mean, std=None):
+    """images (B, C, H, W) minus the per-channel `mean` (C,) (host numbers), divided by the per-channel `std`
+    (C,) when given (ImageNet weights expect both), on the images' device."""
+    device = backend.device_of(images)
+    images = images - backend.to_device(np.asarray(mean, dtype=np.float32), device)[None, :, None, None]
+    if std is not None:
+        images = images / backend.to_device(np.asarray(std, dtype=np.float32), device)[None, :, None, None]
+    return images
 
 
 def colour_offsets(alphas, eigenvalues, eigenvectors):
@@ -99,11 +103,13 @@ class Augment:
     crop: the output's side (None: no crop). scale: the training scale S (the smallest side after
     rescaling; None: keep the size), and the test scale Q of `evaluation()`. jitter: (S_min, S_max): S drawn
     for each batch, uniformly among the integers in between. shift: sigma of the per-image colour shift
-    (0: none), with `covariance` (C, C) of the training pixels. mean: (C,) subtracted per channel (None: not).
+    (0: none), with `covariance` (C, C) of the training pixels. mean: (C,) subtracted per channel (None: not);
+    std: (C,) then divides each channel (None: not).
     train=False: no random draw: rescale to `scale`, centre crop, subtract the mean.
     """
 
-    def __init__(self, crop=None, scale=None, jitter=None, shift=0.0, covariance=None, mean=None, train=True):
+    def __init__(self, crop=None, scale=None, jitter=None, shift=0.0, covariance=None, mean=None, train=True,
+                 std=None):
         if jitter is not None and not 0 < jitter[0] <= jitter[1]:
             raise ValueError(f"Augment: jitter must be (S_min, S_max) with 0 < S_min <= S_max, got {jitter}")
         smallest = min(jitter) if jitter is not None else scale
@@ -113,14 +119,16 @@ class Augment:
             raise ValueError("Augment: a colour shift needs the training pixels' covariance")
         self.crop, self.scale, self.train = crop, scale, train
         self.jitter = tuple(int(s) for s in jitter) if jitter is not None else None
-        self.shift, self.mean = float(shift or 0.0), mean
+        if std is not None and mean is None:
+            raise ValueError("Augment: std divides after the mean is subtracted: give mean too")
+        self.shift, self.mean, self.std = float(shift or 0.0), mean, std
         self.covariance = np.asarray(covariance, dtype=np.float64) if covariance is not None else None
         if self.shift:
             self.eigenvalues, self.eigenvectors = np.linalg.eigh(self.covariance)
 
     def evaluation(self):
         """The same rescaling and mean, nothing random: rescale to `scale`, centre crop."""
-        return Augment(self.crop, self.scale, mean=self.mean, train=False)
+        return Augment(self.crop, self.scale, mean=self.mean, std=self.std, train=False)
 
     def __call__(self, images, rng):
         if not self.train:
@@ -140,7 +148,7 @@ class Augment:
                 alphas = rng.normal(0.0, self.shift, images.shape[:2])
                 images = shift(images, colour_offsets(alphas, self.eigenvalues, self.eigenvectors))
         if self.mean is not None:
-            images = subtract_mean(images, self.mean)
+            images = subtract_mean(images, self.mean, self.std)
         xp = backend.get_array_module(images)
         return xp.ascontiguousarray(images)
 

@@ -14,8 +14,8 @@ import tempfile
 import time
 
 from . import backend, models
-from .recipe import (DEVICE_DEFAULTS, MODEL_KEYS, PIXEL_KEYS, RECIPES, augment_loaders, build_model, build_optimizer,
-                     describe_augment, fill_defaults, input_size)
+from .recipe import (DEVICE_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, MODEL_KEYS, PIXEL_KEYS, RECIPES, augment_loaders,
+                     build_model, build_optimizer, describe_augment, fill_defaults, input_size)
 from .train import CHECKPOINT, INTERRUPTED
 
 
@@ -92,8 +92,10 @@ def _add_model_args(p, arch="d2l", ratio=4):
     p.add_argument("--arch", type=_arch, default=arch,
                    help="'d2l' (D2L's VGG-11 with channels / ratio) or a Table 1 name: A, A-LRN, B, C, D, E, "
                         "vgg11, vgg13, vgg16, vgg19")
+    default = f"default {ratio}" if ratio else "default 4, or 1 with --torchvision-weights"
     p.add_argument("--ratio", type=POSITIVE_INT, default=ratio,
-                   help="divide every convolution's channels by this (at most 64: each keeps at least one)")
+                   help=f"divide every convolution's channels by this (at most 64: each keeps at least one; "
+                        f"{default})")
 
 
 def build_parser():
@@ -101,7 +103,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command")
 
     train = sub.add_parser("train", help="train VGG on Fashion-MNIST")
-    _add_model_args(train)
+    _add_model_args(train, ratio=None)
     def defaults(key, what):  # the help names both devices' defaults, read from DEVICE_DEFAULTS
         cpu, gpu = DEVICE_DEFAULTS["cpu"][key], DEVICE_DEFAULTS["cuda"][key]
         return f"{what} (CPU default {cpu}; GPU default {gpu}, as in D2L)"
@@ -167,6 +169,17 @@ def build_parser():
     train.add_argument("--val-split", type=_number("in (0, 1)", lambda v: 0 < v < 1), metavar="FRACTION",
                        help="with --data-dir: hold out this fraction of the images, drawn with --seed, for the "
                             "test accuracy (default 0.2)")
+    train.add_argument("--binary", action="store_true", default=None,
+                       help="with --data-dir of two classes: one output (the logit of the second class) trained "
+                            "with binary cross-entropy, as a Keras sigmoid output")
+    train.add_argument("--torchvision-weights", metavar="FILE",
+                       help="start from torchvision's ImageNet weights (.pth, or .npz without PyTorch) of vgg11, "
+                            "vgg13, vgg16 or vgg19 (--arch A, B, D or E; --ratio 1 and --resize 224 are then the "
+                            "defaults): the last dense layer starts new for your classes and the images are "
+                            "normalized by ImageNet's mean and std")
+    train.add_argument("--freeze-features", action="store_true", default=None,
+                       help="freeze every layer before the dense head (the convolutional part): only the dense "
+                            "layers learn, as in the Keras fine-tuning walk-through")
     train.add_argument("--watch-grads", action="store_true", help="record gradient statistics and plot them")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -239,12 +252,18 @@ def cmd_train(args):
         saved = load(os.path.join(args.resume, train.CHECKPOINT))["config"]
         config = {k: (config[k] if k == "epochs" and config[k] else saved.get(k, config[k])) for k in MODEL_KEYS}
         config.update({k: saved[k] for k in PIXEL_KEYS if k in saved})
-        config.update({k: saved[k] for k in FOLDER_KEYS if k in saved})
+        config.update({k: saved[k] for k in FOLDER_KEYS + TRANSFER_KEYS if k in saved})
         out = args.resume
     else:
         out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
         if args.data_dir:
             config["val_split"] = args.val_split or 0.2
+        config.update(binary=bool(args.binary), freeze_features=bool(args.freeze_features))
+        if args.torchvision_weights:  # the input statistics the ImageNet weights were trained with
+            config["torchvision_weights"] = os.path.abspath(args.torchvision_weights)
+            config.update(pixel_mean=list(IMAGENET_MEAN), pixel_std=list(IMAGENET_STD))
+            if config["subtract_mean"] is None:
+                config["subtract_mean"] = True
     if args.data_dir:  # a resumed run may read its folder from a new place
         config["data_dir"] = os.path.abspath(args.data_dir)
     fill_defaults(config, device)
@@ -253,7 +272,15 @@ def cmd_train(args):
     if config.get("data_dir"):  # the folder gives the network's input channels and outputs: read it first
         train_loader, test_loader, folder = _folder_data(config, device, args.train_limit, args.limit_batches)
         config.update(classes=folder.classes, in_channels=int(folder.images.shape[1]), num_classes=len(folder.classes))
+        if config.get("binary"):
+            if len(folder.classes) != 2:
+                raise ValueError(f"--binary: {config['data_dir']} holds {len(folder.classes)} classes "
+                                 f"({', '.join(folder.classes)}); a single logit separates two")
+            config["num_classes"] = 1
     net = build_model(config, device)
+    if args.torchvision_weights:
+        models.load_torchvision_weights(net, args.torchvision_weights, head=False)
+    frozen = models.freeze_features(net) if config.get("freeze_features") else []
     copied = None
     if args.init_from:
         source_state = load(os.path.join(args.init_from, train.CHECKPOINT), device=device)
@@ -297,6 +324,15 @@ def cmd_train(args):
         print(f"resuming after epoch {start}")
     if copied is not None:
         print(f"initialized from {args.init_from}: {', '.join(copied) or 'no layer matched in place and shape'}")
+    if args.torchvision_weights:
+        print(f"weights: {args.torchvision_weights} (torchvision), a new last dense layer for "
+              f"{config['num_classes']} output{'s' if config['num_classes'] > 1 else ''}")
+    if frozen:
+        trainable = sum(p.size for p in net.parameters() if p.requires_grad)
+        print(f"frozen: {', '.join(frozen)} (the convolutional part); {trainable:,} of {net.num_parameters():,} "
+              f"parameters train")
+    if config.get("binary"):
+        print(f"binary: one logit, {config['classes'][1]} when positive, binary cross-entropy")
     monitor = None
     if args.watch_grads:
         from .inspection import GradientMonitor
@@ -396,24 +432,32 @@ def cmd_summary(args):
 
 
 def cmd_inspect(args):
-    from . import data, functional as F, load, manual_seed, train
+    """A run's network (its own data: Fashion-MNIST's test images or its folder's held-out ones, with its
+    crop and normalization), or a fresh one of --arch: one batch's layer table and the graph of its loss."""
+    from . import data, load, manual_seed, train
     from .inspection import draw_graph, layer_table
 
     config = {"arch": args.arch, "ratio": args.ratio, "resize": args.resize}
     if args.run:
         state = load(os.path.join(args.run, train.CHECKPOINT), device=args.device)
-        config.update({k: state["config"].get(k) for k in ("arch", "ratio", "resize", "crop")})
+        config = dict(state["config"], batch_size=args.batch_size)
     manual_seed(0)
     net = build_model(config, args.device)
     if args.run:
         net.load_state_dict(state["model"])
-    images, labels = next(iter(data.DataLoader(data.load_fashion_mnist("test", args.data), args.batch_size,
-                                               device=args.device, resize=input_size(config))))
-    print(f"one batch of {args.batch_size} test images at {config['resize']}x{config['resize']} through "
-          f"{config['arch']} (channels / {config['ratio']})" + (f", weights of {args.run}" if args.run else ""))
+    if config.get("data_dir"):
+        loader, source = _folder_data(config, args.device)[1], f"held-out images of {config['data_dir']}"
+    else:
+        loader, source = data.DataLoader(data.load_fashion_mnist("test", args.data), args.batch_size,
+                                         device=args.device, resize=input_size(config)), "test images"
+    augment_loaders(config, test_loader=loader)  # a run's own centre crop and normalization
+    images, labels = next(iter(loader))
+    size = input_size(config)
+    print(f"one batch of {len(labels)} {source} at {size}x{size} through {config['arch']} (channels / "
+          f"{config['ratio']})" + (f", weights of {args.run}" if args.run else ""))
     net.eval()  # dropout off, so the table is repeatable
     layer_table(net, images, labels)
-    loss = F.cross_entropy(net(images), labels)
+    loss = train.classification_loss(net(images), labels)
     path = draw_graph(loss, os.path.join(args.out or args.run or ".", "graph.svg"), params=net)
     print(f"graph: {path}")
     return 0
@@ -476,6 +520,10 @@ def _image_folder_problem(path):
 
 # What a run on an image folder adds to its config, so that --resume and `evaluate` read the same images.
 FOLDER_KEYS = ("data_dir", "val_split", "classes", "in_channels", "num_classes")
+# How a run started from other weights or with a single logit; kept in its config, so a resumed run and
+# `minivgg evaluate` rebuild the same network and freeze the same layers.
+TRANSFER_KEYS = ("torchvision_weights", "freeze_features", "binary")
+PRETRAINED = ("A", "B", "D", "E")  # the configurations torchvision publishes weights for (no batch norm)
 
 
 def _folder_data(config, device, train_limit=None, limit_batches=None):
@@ -526,6 +574,8 @@ def _folder_problem(path):
 def _check_args(parser, args):
     """The checks that need more than one option or the file system; argparse's usage error on failure."""
     command = args.command
+    if command == "train":
+        _check_transfer(parser, args)
     arch = getattr(args, "arch", None)
     if arch is not None:
         blocks = _blocks(arch)
@@ -596,6 +646,33 @@ def _check_args(parser, args):
         if args.size < 32:
             parser.error(f"argument --size: must be an integer >= 32 (VGG's five max-poolings halve the input five "
                          f"times: 32 -> 1), got {args.size}")
+
+
+def _check_transfer(parser, args):
+    """--torchvision-weights, --freeze-features and --binary; fills the defaults --torchvision-weights implies
+    (ratio 1, input 224: the shapes the ImageNet weights have) and ratio 4 otherwise."""
+    if args.ratio is None:
+        args.ratio = 1 if args.torchvision_weights else 4
+    if args.resume:
+        for option, value in (("--torchvision-weights", args.torchvision_weights),
+                              ("--freeze-features", args.freeze_features), ("--binary", args.binary)):
+            if value is not None:
+                parser.error(f"argument {option}: not allowed with --resume (a resumed run keeps the setting it "
+                             f"started with)")
+    if args.binary and not args.data_dir:
+        parser.error("argument --binary: only with --data-dir, a folder of two classes (Fashion-MNIST has ten)")
+    if not args.torchvision_weights:
+        return
+    if args.init_from:
+        parser.error("argument --torchvision-weights: not allowed with --init-from (both give the starting "
+                     "weights)")
+    if models.ALIASES.get(str(args.arch).lower(), str(args.arch).upper()) not in PRETRAINED:
+        parser.error(f"argument --torchvision-weights: torchvision's weights fit --arch A, B, D or E (vgg11, vgg13, "
+                     f"vgg16, vgg19), got {args.arch}")
+    if not os.path.isfile(args.torchvision_weights):
+        parser.error(f"argument --torchvision-weights: no file at {args.torchvision_weights}")
+    if args.resize is None and not args.crop and not args.scale_jitter:
+        args.resize = 224
 
 
 def _check_scales(parser, args):

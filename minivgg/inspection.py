@@ -362,7 +362,7 @@ def compare_with_torch(net, images, labels, file=None):
 def layer_table(net, images, labels, file=None):
     """One forward/backward pass; per leaf layer the output shape, activation mean/std, fraction of zeros
     and the gradient norm arriving at its output, plus each parameter's gradient norm."""
-    from . import functional as F
+    from .train import classification_loss
 
     layers = _leaf_layers(net)
     outputs = []
@@ -371,7 +371,7 @@ def layer_table(net, images, labels, file=None):
         x = m(x)
         x.retain_grad()
         outputs.append((name, m, x))
-    loss = F.cross_entropy(x, labels)
+    loss = classification_loss(x, labels)  # cross-entropy, or binary cross-entropy for one logit
     net.zero_grad()
     loss.backward()
     lines = [f"loss {loss.item():.4f}",

@@ -327,7 +327,7 @@ def _read_state(state_dict_or_path):
     return arrays
 
 
-def load_torchvision_weights(net, state_dict_or_path):
+def load_torchvision_weights(net, state_dict_or_path, head=True):
     """Load a torchvision VGG state dict (vgg11/13/16/19 without batch norm: keys `features.N.weight`,
     `features.N.bias`, `classifier.0/3/6.weight|bias`) into `net`, a `vgg_from_config` network of
     configuration A, B, D or E respectively. Returns net.
@@ -336,9 +336,16 @@ def load_torchvision_weights(net, state_dict_or_path):
     PyTorch, which must then be installed) or a `.npz` file holding the same keys. Every key and shape is
     checked before anything is copied; an error names the missing and unexpected keys and the first key
     whose shape differs. Lazy dense layers take the stored shapes (25088 = 512x7x7 inputs: 224x224 images).
+    head=False leaves net's last dense layer as it is (a new head for other classes, to fine-tune) and
+    ignores the weights' own (ImageNet's 1000 classes).
     """
     state = _read_state(state_dict_or_path)
     names = _torchvision_names(net)
+    if not head:
+        last = max((k for k in names if k.startswith("classifier.")), key=lambda k: int(k.split(".")[1]))
+        prefix = last.rsplit(".", 1)[0] + "."
+        names = {k: v for k, v in names.items() if not k.startswith(prefix)}
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
     batch_norm = any(k.endswith(("running_mean", "running_var")) for k in state if k not in names)
     problems = key_problems(names, state, " (batch-norm variants such as vgg16_bn are not supported)"
                             if batch_norm else "")
@@ -360,7 +367,8 @@ def load_torchvision_weights(net, state_dict_or_path):
     if problems:
         raise ValueError("load_torchvision_weights: " + "; ".join(problems) + ". Build the network with "
                          "models.vgg_from_config and the configuration the weights were trained for "
-                         "(vgg11: A, vgg13: B, vgg16: D, vgg19: E) and num_classes=1000.")
+                         "(vgg11: A, vgg13: B, vgg16: D, vgg19: E)" + (" and num_classes=1000." if head else
+                                                                         ", at 224x224 inputs."))
     # Copy into the parameters already there, so an optimizer built before still holds them.
     converted = {name: state[key] for key, (name, _) in names.items()}
     converted.update({name: Tensor(p.data) for name, p in net.named_parameters() if name not in converted})
@@ -371,6 +379,20 @@ def load_torchvision_weights(net, state_dict_or_path):
         elif isinstance(m, nn.Conv2d) and m.in_channels is None:
             m.in_channels = m.weight.shape[1]
     return net
+
+
+def freeze_features(net):
+    """Freeze (`requires_grad_(False)`) the convolutional part of a VGG: every layer before its Flatten, as the
+    Keras walk-through does before it fine-tunes a new dense head. Returns the names of the layers frozen."""
+    names = list(net._modules)
+    flatten = [name for name in names if isinstance(net._modules[name], nn.Flatten)]
+    if not flatten:
+        raise ValueError("freeze_features: the network has no Flatten layer between its convolutional part and "
+                         "its dense part; build it with models.vgg or models.vgg_from_config")
+    frozen = names[:names.index(flatten[0])]
+    for name in frozen:
+        net._modules[name].requires_grad_(False)
+    return frozen
 
 
 def _places(net, kind):

@@ -26,7 +26,9 @@ MODEL_KEYS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_si
 # resumed run and `minivgg evaluate` rebuild the same loaders from it. With a crop, `resize` is the scale
 # S (Q at test time) and the network's input is the crop (`input_size`).
 AUGMENT_KEYS = ("recipe", "crop", "scale_jitter", "flip", "intensity_shift", "subtract_mean")
-PIXEL_KEYS = ("pixel_mean", "pixel_covariance")
+PIXEL_KEYS = ("pixel_mean", "pixel_covariance", "pixel_std")
+# The input statistics torchvision's ImageNet weights were trained with (images scaled to [0, 1]).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MODEL_KEYS = MODEL_KEYS + AUGMENT_KEYS
 # Presets of `minivgg train --recipe NAME`: explicit flags win over them, and they over DEVICE_DEFAULTS.
 RECIPES = {
@@ -85,17 +87,20 @@ def build_augment(config, train_images=None):
     shift, subtract = config.get("intensity_shift") or 0.0, bool(config.get("subtract_mean"))
     if not (config.get("crop") or shift or subtract):
         return None, None
-    if (shift or subtract) and config.get("pixel_mean") is None:
+    if (subtract and config.get("pixel_mean") is None) or (shift and config.get("pixel_covariance") is None):
         if train_images is None:
             raise ValueError("the run subtracts the training mean or shifts colours but its config holds no "
                              "pixel statistics")
         mean, covariance = augment.pixel_statistics(train_images)
-        config["pixel_mean"], config["pixel_covariance"] = mean.tolist(), covariance.tolist()
+        if config.get("pixel_mean") is None:  # a mean given with pretrained weights (ImageNet's) stays
+            config["pixel_mean"] = mean.tolist()
+        config["pixel_covariance"] = covariance.tolist()
     crop = config.get("crop")
     train = augment.Augment(crop=crop, scale=config["resize"] if crop else None,
                             jitter=config.get("scale_jitter") if crop else None, shift=shift,
                             covariance=config.get("pixel_covariance") if shift else None,
-                            mean=config["pixel_mean"] if subtract else None)
+                            mean=config["pixel_mean"] if subtract else None,
+                            std=config.get("pixel_std") if subtract else None)
     return train, train.evaluation()
 
 
@@ -112,7 +117,7 @@ def augment_loaders(config, train_loader=None, test_loader=None, whole_images=Fa
     if whole_images:
         from .augment import Augment
 
-        evaluation = Augment(mean=evaluation.mean, train=False)
+        evaluation = Augment(mean=evaluation.mean, std=evaluation.std, train=False)
     for loader, transform in ((train_loader, train), (test_loader, evaluation)):
         if loader is not None:
             loader.augment = transform
@@ -132,7 +137,9 @@ def describe_augment(config):
         parts.append("flips")
     if config.get("intensity_shift"):
         parts.append(f"colour/intensity shift N(0, {config['intensity_shift']})")
-    if config.get("subtract_mean"):
+    if config.get("subtract_mean") and config.get("pixel_std"):
+        parts.append("ImageNet mean subtracted and divided by its std")
+    elif config.get("subtract_mean"):
         parts.append("training mean subtracted")
     if config.get("weight_decay"):
         parts.append(f"weight decay {config['weight_decay']}")

@@ -2,6 +2,7 @@
 split, the binary cross-entropy with logits (gradcheck, and torch's values where torch is installed), a
 single-logit network trained by `fit`, and `minivgg train --data-dir` / `minivgg evaluate` on a folder."""
 import os
+import re
 import shutil
 import sys
 
@@ -252,3 +253,97 @@ def test_train_refuses_a_bad_folder_or_split(tmp_path, capsys, mistake, expected
     err = capsys.readouterr().err
     assert expected in err.splitlines()[-1] and err.splitlines()[-1].startswith("minivgg train: error: ")
     assert not (tmp_path / "run").exists()
+
+
+# ---- transfer learning from the command line ---------------------------------------------------------------
+def _colour_stripe_folder(root, per_class=12):
+    rng = np.random.default_rng(1)
+    for name, horizontal in (("horizontal", True), ("vertical", False)):
+        for i in range(per_class):
+            _save(os.path.join(root, name, f"{i:03d}.png"), np.repeat(_stripes(rng, horizontal)[..., None], 3, 2))
+    return root
+
+
+def _pretrained_npz(path, seed=7):
+    """A vgg11 (channels / 16) saved under torchvision's keys, standing in for downloaded ImageNet weights
+    (1000 classes), and the arrays it holds."""
+    from minivgg import models
+
+    mv.manual_seed(seed)
+    net = models.initialize(models.vgg_from_config("vgg11", 1000, in_channels=3, ratio=16), (1, 3, 32, 32))
+    arrays = {key: p.numpy() for key, (_, p) in models._torchvision_names(net).items()}
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_train_from_torchvision_weights_frozen_features_binary_head(tmp_path, capsys):
+    """--torchvision-weights --freeze-features --binary: the convolutions start as the file's and never move
+    (over a resume too), the dense layers start as the file's and learn, the last one is a new single logit,
+    the inputs are normalized by ImageNet's statistics; evaluate and inspect read the run."""
+    images, run = _colour_stripe_folder(str(tmp_path / "images")), tmp_path / "run"
+    weights = _pretrained_npz(str(tmp_path / "vgg11.npz"))
+    argv = ["--data-dir", images, "--arch", "vgg11", "--ratio", "16", "--resize", "32", "--batch-size", "8",
+            "--lr", "0.01", "--no-progress"]
+    assert cli.main(["train", *argv, "--torchvision-weights", str(tmp_path / "vgg11.npz"), "--freeze-features",
+                     "--binary", "--epochs", "1", "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "a new last dense layer for 1 output" in printed and "ImageNet mean subtracted" in printed
+    assert "frozen: 0, 1, 2, 3, 4 (the convolutional part)" in printed
+    assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    state = load(str(run / train.CHECKPOINT))
+    config, model = state["config"], state["model"]
+    assert state["epoch"] == 2 and config["binary"] and config["freeze_features"] and config["num_classes"] == 1
+    assert config["pixel_mean"] == [0.485, 0.456, 0.406] and config["pixel_std"] == [0.229, 0.224, 0.225]
+    from minivgg import models
+
+    net = models.build("vgg11", 16, num_classes=1, in_channels=3)
+    names = models._torchvision_names(models.initialize(net, (1, 3, 32, 32)))
+    for key, (name, _) in names.items():
+        saved = mv.backend.to_numpy(getattr(model[name], "data", model[name]))
+        if key.startswith("features."):
+            np.testing.assert_array_equal(saved, weights[key], err_msg=key)  # frozen, over two epochs
+        elif key.startswith(("classifier.0.", "classifier.3.")):
+            assert saved.shape == weights[key].shape and not np.array_equal(saved, weights[key]), key
+        else:
+            assert saved.shape == ((1, 4096) if key.endswith("weight") else (1,)), key
+    assert cli.main(["evaluate", str(run)]) == 0
+    assert "held-out images of" in capsys.readouterr().out
+    assert cli.main(["inspect", "--run", str(run), "--out", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    assert "held-out images of" in table and re.search(r"Linear\s+\(\d+, 1\)", table)  # the single logit
+    assert list(tmp_path.glob("graph.*"))
+
+
+@pytest.mark.parametrize("mistake, expected", [
+    (["--binary"], "argument --binary: only with --data-dir"),
+    (["--torchvision-weights", "<npz>", "--arch", "d2l"], "fit --arch A, B, D or E"),
+    (["--torchvision-weights", "<missing>", "--arch", "vgg16"], "argument --torchvision-weights: no file at"),
+    (["--torchvision-weights", "<npz>", "--arch", "vgg11", "--init-from", "<run>"], "not allowed with --init-from"),
+    (["--resume", "<run>", "--freeze-features"], "argument --freeze-features: not allowed with --resume"),
+])
+def test_transfer_options_are_refused_where_they_cannot_work(tmp_path, capsys, mistake, expected):
+    places = {"<npz>": tmp_path / "w.npz", "<missing>": tmp_path / "missing.npz", "<run>": tmp_path / "run"}
+    (tmp_path / "w.npz").write_bytes(b"")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / train.CHECKPOINT).write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", *[str(places.get(a, a)) for a in mistake]])
+    assert stop.value.code == 2
+    assert expected in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_binary_refuses_a_folder_of_three_classes(tmp_path, capsys):
+    images = _colour_stripe_folder(str(tmp_path / "images"), per_class=3)
+    _save(os.path.join(images, "third", "x.png"), np.zeros((16, 16, 3)))
+    assert cli.main(["train", "--data-dir", images, "--binary", "--out", str(tmp_path / "run"), *TINY]) == 1
+    assert "holds 3 classes (horizontal, third, vertical); a single logit separates two" in capsys.readouterr().err
+
+
+def test_pretrained_weights_of_the_wrong_size_name_the_input_size(tmp_path, capsys):
+    _pretrained_npz(str(tmp_path / "w.npz"))
+    images = _colour_stripe_folder(str(tmp_path / "images"), per_class=3)
+    assert cli.main(["train", "--data-dir", images, "--arch", "vgg11", "--ratio", "16", "--resize", "64",
+                     "--torchvision-weights", str(tmp_path / "w.npz"), "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "first shape mismatch: classifier.0.weight" in err and "at 224x224 inputs" in err
