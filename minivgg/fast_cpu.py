@@ -75,16 +75,17 @@ def _zero_border(padded, ph, pw):
         padded[:, :, -pw:] = 0
 
 
-def col2im_batch_last(col, input_shape, kernel, stride, padding):
+def col2im_batch_last(col, input_shape, kernel, stride, padding, out=None):
     """col (C*KH*KW, OH*OW*N) -> (N, C, H, W): the adjoint of im2col_batch_last.
 
-    The result is a (N, C, H, W) view of a (C, H, W, N) buffer, like the convolution's output.
+    The result is a (N, C, H, W) view of a (C, H, W, N) buffer, like the convolution's output. `out`: a
+    zeroed (C, H + 2PH, W + 2PW, N) buffer to add into instead of a new one (a group of channels' part).
     """
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
     col = col.reshape(c, kh, kw, oh, ow, n)
-    padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype)
+    padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype) if out is None else out
 
     def fold(cs):  # channels cs
         for i in range(kh):
@@ -98,33 +99,66 @@ def col2im_batch_last(col, input_shape, kernel, stride, padding):
 # ---------------------------------------------------------------------------------------------------
 # The ops
 # ---------------------------------------------------------------------------------------------------
+COLUMN_BUDGET = 48 * 2**20  # bytes of im2col columns made at once; larger layers go by channel groups
+
+
+def channel_groups(x_shape, kernel, out_size, itemsize):
+    """Slices of the C input channels such that each group's columns (len(group)*KH*KW, OH*OW*N) stay
+    within COLUMN_BUDGET bytes (one channel at least): one slice for all of C when they fit."""
+    n, c = x_shape[:2]
+    per_channel = kernel[0] * kernel[1] * out_size[0] * out_size[1] * n * itemsize
+    step = max(1, min(c, COLUMN_BUDGET // max(per_channel, 1)))
+    return [slice(i, min(i + step, c)) for i in range(0, c, step)]
+
+
 class Conv2dFunction(F.Conv2dFunction):
     """The reference convolution on batch-innermost columns: the product W (K, C*KH*KW) @ col gives
-    (K, OH*OW*N), returned as a (N, K, OH, OW) view without a copy."""
+    (K, OH*OW*N), returned as a (N, K, OH, OW) view without a copy.
+
+    Memory: it keeps the input x for backward, not the columns (KH*KW times larger), and unrolls x again
+    there for the weight gradient (x is kept anyway: it is the previous ReLU's output, which that ReLU
+    keeps). A layer whose columns exceed COLUMN_BUDGET is unrolled a group of input channels at a time,
+    each group's product added up, so a step holds little beyond its activations."""
 
     def forward(self, x, weight, bias=None):
         F._check_conv_inputs(x, weight)
         n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
         oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
-        col = im2col_batch_last(x, self.kernel, self.stride, self.padding)
-        y = (weight.reshape(k, -1) @ col).reshape(k, oh, ow, n)
+        self.groups = channel_groups(x.shape, self.kernel, (oh, ow), x.itemsize)
+        y = None
+        for cs in self.groups:
+            col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding)
+            part = weight[:, cs].reshape(k, -1) @ col  # (K, OH*OW*N)
+            y = part if y is None else np.add(y, part, out=y)
+        y = y.reshape(k, oh, ow, n)
         if bias is not None:
             y += bias.reshape(k, 1, 1, 1)
-        self.col = col if self.needs_input_grad[1] else None
+        self.x = x if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
         self.x_shape = x.shape
         return y.transpose(3, 0, 1, 2)
 
     def backward(self, gy):
+        n, c, h, w = self.x_shape
         k = gy.shape[1]
         g = gy.transpose(1, 2, 3, 0).reshape(k, -1)  # (K, OH*OW*N): free when gy kept forward's order
         gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gcol = self.weight.reshape(k, -1).T @ g
-            gx = col2im_batch_last(gcol, self.x_shape, self.kernel, self.stride, self.padding)
+        (ph, pw), (kh, kw) = self.padding, self.kernel
         if self.needs_input_grad[1]:
-            gw = (g @ self.col.T).reshape(k, -1, *self.kernel)
+            gw = np.empty((k, c, kh, kw), dtype=g.dtype)
+            for cs in self.groups:
+                col = im2col_batch_last(self.x[:, cs], self.kernel, self.stride, self.padding)
+                gw[:, cs] = (g @ col.T).reshape(k, -1, kh, kw)
+                del col  # before the next group's columns
+        if self.needs_input_grad[0]:
+            padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=g.dtype)
+            for cs in self.groups:
+                gcol = self.weight[:, cs].reshape(k, -1).T @ g  # (len(cs)*KH*KW, OH*OW*N)
+                group_shape = (n, cs.stop - cs.start, h, w)
+                col2im_batch_last(gcol, group_shape, self.kernel, self.stride, self.padding, out=padded[cs])
+                del gcol
+            gx = padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
         if F._wants(self, 2):
             gb = g.sum(axis=1)
         return gx, gw, gb

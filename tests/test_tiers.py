@@ -52,19 +52,31 @@ def normal(rng, *shape):
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 3), c=st.integers(1, 4), k=st.integers(1, 4), h=st.integers(1, 11), w=st.integers(1, 11),
        ksize=st.sampled_from([1, 2, 3, 5]), stride=st.integers(1, 2), padding=st.integers(0, 2),
-       bias=st.booleans(), image_batch=st.booleans(), seed=st.integers(0, 2**31))
-def test_conv2d_fast_equals_reference(n, c, k, h, w, ksize, stride, padding, bias, image_batch, seed):
+       bias=st.booleans(), image_batch=st.booleans(), seed=st.integers(0, 2**31),
+       budget=st.sampled_from([None, 1, 200]))
+def test_conv2d_fast_equals_reference(n, c, k, h, w, ksize, stride, padding, bias, image_batch, seed, budget):
+    """budget: the fast convolution's column budget in bytes; 1 unrolls one input channel at a time, 200 a
+    few (None: the default, one group at these sizes)."""
     assume(h + 2 * padding >= ksize and w + 2 * padding >= ksize)
     rng = np.random.default_rng(seed)
     arrays = [normal(rng, n, c, h, w), normal(rng, k, c, ksize, ksize)] + ([normal(rng, k)] if bias else [])
     wants = [not image_batch] + [True] * (len(arrays) - 1)  # an image batch gets no gradient
+    groups = []
 
     def op(*ts):
-        return F.conv2d(*ts, stride=stride, padding=padding)
+        y = F.conv2d(*ts, stride=stride, padding=padding)
+        groups.append(getattr(y.creator, "groups", None))
+        return y
 
-    results = run_both(op, arrays, seed, wants)
+    default = fast_cpu.COLUMN_BUDGET
+    fast_cpu.COLUMN_BUDGET = budget or default
+    try:
+        results = run_both(op, arrays, seed, wants)
+    finally:
+        fast_cpu.COLUMN_BUDGET = default
     assert_tiers_agree(results, F.Conv2dFunction, fast_cpu.Conv2dFunction)
     assert (results["fast"][1][0] is None) == image_batch
+    assert len(groups[1]) == (c if budget == 1 else 1 if budget is None else len(groups[1]))
 
 
 @settings(max_examples=40, deadline=None)
