@@ -14,7 +14,9 @@ measured separately):
   fast-plain  the fast kernels in a user's script that imports NumPy first and calls nothing
   reference   the reference kernels of functional.py (what a learner reads)
   baseline    (with --baseline) the default kernels of another minivgg checkout, OpenBLAS set as for `fast`
-Shared machines are noisy: read the ratios, not the ms.
+On the CPU each time is also given as a multiple of the step's arithmetic limit: its floating-point
+operations (`step_flops`) at the machine's float32 matrix-product rate, the faster of NumPy's and
+PyTorch's measured in the same run. Shared machines are noisy: read the ratios, not the ms.
 """
 import argparse
 import json
@@ -113,6 +115,32 @@ def measure(variant, size, args):
     return json.loads(out.stdout.strip().splitlines()[-1]), None
 
 
+def gemm_rate(framework, n=4096, repeats=3):
+    """This machine's float32 matrix-product rate in GFLOP/s (best of `repeats` n x n products, all cores)
+    through NumPy's BLAS or PyTorch's, in a child process set up as the variants are."""
+    code = (f"import time, numpy as np{', torch' if framework == 'torch' else ''}\n"
+            f"a = np.random.default_rng(0).random(({n}, {n}), dtype=np.float32)\n"
+            + ("a = torch.from_numpy(a)\n" if framework == "torch" else "")
+            + f"best = 1e9\nfor _ in range({repeats + 1}):\n"
+              f"    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
+              f"print(2 * {n} ** 3 / best / 1e9)")
+    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="10")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    return float(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def step_flops(size, batch):
+    """Floating-point operations of one training step: forward, plus in backward each convolution and
+    dense layer's weight gradient and input gradient (each as costly as its forward), except the first
+    layer's input gradient (the images need none)."""
+    from minivgg import models
+
+    net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 4))
+    counts = models.count_flops(net, (1, 1, size, size))
+    first = 2 * net[0][0].weight.size * size * size  # padding 1 keeps the size
+    return batch * (3 * (counts["conv"] + counts["dense"]) - first)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 96])
@@ -131,8 +159,18 @@ def main():
     variants = ["torch"] + args.variants + (["baseline"] if args.baseline else [])
     print(f"one SGD step (momentum 0.9), VGG-11/4 of D2L, batch {args.batch}, {os.cpu_count()} cores, "
           f"device {args.device}, median of {args.repeats}; ratio = time / PyTorch's time in this run")
-    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8}")
+    rate = None
+    if args.device == "cpu":
+        rates = {framework: gemm_rate(framework) for framework in ("numpy", "torch")}
+        rate = max(r for r in rates.values() if r) if any(rates.values()) else None
+        print("float32 4096x4096 product: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items() if v)
+              + "; the arithmetic limit of a step = its FLOPs at the faster rate")
+    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8} {'x limit':>8}")
     for size in args.sizes:
+        limit_s = step_flops(size, args.batch) / (rate * 1e9) if rate else None
+        if limit_s:
+            print(f"{size:>5} {'limit':<11} {limit_s * 1e3:>8.1f} {'':>6} {'':>8} {1:>8.2f}  "
+                  f"({step_flops(size, args.batch) / 1e9:.1f} GFLOP)")
         torch_s = None
         for variant in variants:
             result, err = measure(variant, size, args)
@@ -141,8 +179,9 @@ def main():
                 continue
             torch_s = result["median_s"] if variant == "torch" else torch_s
             ratio = f"{result['median_s'] / torch_s:>6.2f}" if torch_s else f"{'-':>6}"
-            print(f"{size:>5} {variant:<11} {result['median_s'] * 1e3:>8.1f} {ratio} {result['peak_mb']:>8.0f}",
-                  flush=True)
+            multiple = f"{result['median_s'] / limit_s:>8.2f}" if limit_s else f"{'-':>8}"
+            print(f"{size:>5} {variant:<11} {result['median_s'] * 1e3:>8.1f} {ratio} {result['peak_mb']:>8.0f} "
+                  f"{multiple}", flush=True)
 
 
 if __name__ == "__main__":
