@@ -261,3 +261,15 @@ def test_resume_of_the_paper_recipe_is_exact(tmp_path):
     assert a["config"] == b["config"]
     for key in a["model"]:
         np.testing.assert_array_equal(a["model"][key], b["model"][key])
+
+
+def test_mean_and_std_normalize_each_channel_as_imagenet_weights_expect():
+    images = np.random.default_rng(0).random((2, 3, 5, 5), dtype=np.float32)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    out = augment.Augment(mean=mean, std=std, train=False)(images, None)
+    expected = (images - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.dtype == np.float32
+    assert augment.Augment(mean=mean, std=std).evaluation().std == std  # the test side divides too
+    with pytest.raises(ValueError, match="give mean too"):
+        augment.Augment(std=std)

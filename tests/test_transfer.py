@@ -354,3 +354,13 @@ def test_cli_summary_per_layer_prints_keras_totals(capsys):
     assert cli.main(["summary", "--arch", "D", "--in-channels", "3", "--classes", "17", "--per-layer"]) == 0
     text = capsys.readouterr().out
     assert "Total params: 134,330,193" in text and "Non-trainable params: 0" in text
+
+
+def test_freeze_features_freezes_exactly_the_layers_before_flatten():
+    net = models.initialize(models.vgg_from_config("A", 3, in_channels=1, ratio=16), (1, 1, 32, 32))
+    assert models.freeze_features(net) == ["0", "1", "2", "3", "4"]
+    frozen = {name for name, p in net.named_parameters() if not p.requires_grad}
+    assert frozen == {name for name, _ in net.named_parameters() if int(name.split(".")[0]) < 5}
+    assert all(p.requires_grad for p in net[-1].parameters())
+    with pytest.raises(ValueError, match="no Flatten"):
+        models.freeze_features(nn.Sequential(nn.Linear(2, 2)))
