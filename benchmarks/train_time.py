@@ -4,6 +4,7 @@ momentum, warmup then cosine per batch, gradient clipping, He init with a small 
 hyperparameters, in one run: epoch time, test accuracy and their ratio.
 
     python benchmarks/train_time.py                       # the CPU default, both frameworks
+    python benchmarks/train_time.py --seeds 0 1 2            # minivgg over three seeds, PyTorch on the first
     python benchmarks/train_time.py --epochs 1 --frameworks torch
     python benchmarks/train_time.py --optimizer adam --lr 0.001 --warmup-epochs 0.2
 """
@@ -72,26 +73,30 @@ def main():
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults.get(name))
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default=defaults["optimizer"])
     parser.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=defaults["nesterov"])
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="minivgg trains once per seed; PyTorch on the first seed only")
     parser.add_argument("--frameworks", nargs="+", default=["minivgg", "torch"])
     args = parser.parse_args()
     mv.cpu.tune()  # as `minivgg train` does
-    config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, **{k: v for k, v in vars(args).items()
-                                                                      if k != "frameworks"})
+    config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, seed=args.seeds[0],
+                  **{k: v for k, v in vars(args).items() if k not in ("frameworks", "seeds")})
     print("config:", config, flush=True)
-    results = {}
-    for framework in args.frameworks:
-        mv.manual_seed(config["seed"])
-        net = recipe.build_model(config, "cpu")
-        loaders = data.load_data_fashion_mnist(config["batch_size"], resize=config["resize"], seed=config["seed"])
-        results[framework] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, config)
-    print(f"\n{'framework':<10} {'epoch s':>8} {'total s':>8} {'final test acc':>15}")
-    for framework, rows in results.items():
+    results = {}  # (framework, seed) -> [(epoch seconds, test acc)]
+    for seed in args.seeds:  # the first seed's runs side by side in time, for the ratio
+        for framework in args.frameworks if seed == args.seeds[0] else [f for f in args.frameworks if f == "minivgg"]:
+            config["seed"] = seed
+            mv.manual_seed(seed)
+            net = recipe.build_model(config, "cpu")
+            loaders = data.load_data_fashion_mnist(config["batch_size"], resize=config["resize"], seed=seed)
+            results[framework, seed] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, config)
+    print(f"\n{'framework':<10} {'seed':>4} {'epoch s':>8} {'total s':>8} {'final test acc':>15}")
+    for (framework, seed), rows in results.items():
         times = [t for t, _ in rows]
-        print(f"{framework:<10} {np.mean(times):>8.1f} {sum(times):>8.1f} {rows[-1][1]:>15.4f}")
-    if len(results) == 2:
-        a, b = (np.mean([t for t, _ in results[f]]) for f in args.frameworks)
-        print(f"epoch time ratio {args.frameworks[0]}/{args.frameworks[1]}: {a / b:.2f}")
+        print(f"{framework:<10} {seed:>4} {np.mean(times):>8.1f} {sum(times):>8.1f} {rows[-1][1]:>15.4f}")
+    epoch = {f: np.mean([t for (g, _), rows in results.items() if g == f for t, _ in rows]) for f in args.frameworks}
+    if len(epoch) == 2:
+        a, b = (epoch[f] for f in args.frameworks)
+        print(f"epoch time ratio {args.frameworks[0]}/{args.frameworks[1]}: {a / b:.2f} (mean epoch over every seed)")
 
 
 if __name__ == "__main__":
