@@ -127,7 +127,7 @@ def build_parser():
                        help=defaults("clip_grad_norm", "scale each step's gradients to a joint norm of at most "
                                                        "MAX; 0: off"))
     train.add_argument("--init", choices=["xavier", "normal", "kaiming"],
-                       help=defaults("init", "weight initialization"))
+                       help=defaults("init", "weight initialization (normal: N(0, 0.01^2))"))
     train.add_argument("--output-std", type=NON_NEGATIVE,
                        help=defaults("output_std", "draw the output layer's weights from N(0, STD); 0: like "
                                                    "the other layers"))

@@ -244,10 +244,12 @@ class GradientMonitor:
         left.set_yscale("log")
         left.set_title("gradient norm per layer (latest step)")
         steps = [r["step"] for r in self.history]
-        for n in weights:
-            right.plot(steps, [r["params"][n]["norm"] for r in self.history], label=n)
+        for n in weights:  # markers: a history of one step is a column of points, not an empty panel
+            right.plot(steps, [r["params"][n]["norm"] for r in self.history], marker="o", markersize=3, label=n)
+        left.set_ylabel("|grad|")
         right.set_yscale("log")
         right.set_xlabel("step")
+        right.set_ylabel("|grad|")
         right.set_title("gradient norm over training")
         right.legend(fontsize=6, ncol=2)
         fig.tight_layout()

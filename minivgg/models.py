@@ -133,7 +133,7 @@ def _dry_run(net, input_shape, device):
 
 INITIALIZERS = {
     "xavier": nn.init.xavier_uniform_,  # D2L's choice
-    "normal": lambda w: nn.init.normal_(w, 0.0, 0.01),  # the paper's N(0, 0.01)
+    "normal": lambda w: nn.init.normal_(w, 0.0, 0.01),  # std 0.01 (the paper's variance 10^-2 is std 0.1)
     "kaiming": nn.init.kaiming_normal_,
 }
 

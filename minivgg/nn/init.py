@@ -29,7 +29,8 @@ def uniform_(tensor, low=0.0, high=1.0):
 
 
 def normal_(tensor, mean=0.0, std=0.01):
-    """Fill with N(mean, std^2); std=0.01 is the paper's choice for configuration A."""
+    """Fill with N(mean, std^2). The paper draws configuration A from "zero mean and 10^-2 variance", which
+    is std 0.1; many reimplementations read it as std 0.01, this default."""
     with backend.use_device(tensor.device):
         z = _generator(tensor).standard_normal(tensor.shape, dtype=np.float32)
         tensor.data = (z * np.float32(std) + np.float32(mean)).astype(tensor.dtype, copy=False)
