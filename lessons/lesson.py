@@ -29,3 +29,9 @@ def exercises(*items):
     for i, item in enumerate(items, 1):
         print(f"  {i}. {item}")
 
+
+def notice(*lines):
+    """After a lesson's results: two or three things to notice, in plain words."""
+    print("\nWhat to notice")
+    for line in lines:
+        print("  - " + line)
