@@ -100,15 +100,18 @@ def col2im_batch_last(col, input_shape, kernel, stride, padding, out=None):
 # The ops
 # ---------------------------------------------------------------------------------------------------
 COLUMN_BUDGET = 48 * 2**20  # bytes of im2col columns made at once; larger layers go by channel groups
+GROUP_CHANNELS = 16  # fewest channels in a group: a product over fewer rows of columns runs far below peak
 
 
 def channel_groups(x_shape, kernel, out_size, itemsize):
-    """Slices of the C input channels such that each group's columns (len(group)*KH*KW, OH*OW*N) stay
-    within COLUMN_BUDGET bytes (one channel at least): one slice for all of C when they fit."""
+    """Slices of the C input channels, of nearly equal size, such that each group's columns
+    (len(group)*KH*KW, OH*OW*N) stay within COLUMN_BUDGET bytes where groups of GROUP_CHANNELS channels or
+    more allow it: one slice for all of C when they fit."""
     n, c = x_shape[:2]
-    per_channel = kernel[0] * kernel[1] * out_size[0] * out_size[1] * n * itemsize
-    step = max(1, min(c, COLUMN_BUDGET // max(per_channel, 1)))
-    return [slice(i, min(i + step, c)) for i in range(0, c, step)]
+    total = c * kernel[0] * kernel[1] * out_size[0] * out_size[1] * n * itemsize
+    count = max(1, min(-(-total // COLUMN_BUDGET), c // GROUP_CHANNELS))
+    bounds = [round(i * c / count) for i in range(count + 1)]
+    return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
 class Conv2dFunction(F.Conv2dFunction):

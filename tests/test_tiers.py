@@ -57,6 +57,8 @@ def normal(rng, *shape):
 def test_conv2d_fast_equals_reference(n, c, k, h, w, ksize, stride, padding, bias, image_batch, seed, budget):
     """budget: the fast convolution's column budget in bytes; 1 unrolls one input channel at a time, 200 a
     few (None: the default, one group at these sizes)."""
+    assert fast_cpu.channel_groups((128, 64, 24, 24), (3, 3), (24, 24), 4) == [
+        slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]  # 170 MB of columns, in groups of 16
     assume(h + 2 * padding >= ksize and w + 2 * padding >= ksize)
     rng = np.random.default_rng(seed)
     arrays = [normal(rng, n, c, h, w), normal(rng, k, c, ksize, ksize)] + ([normal(rng, k)] if bias else [])
@@ -68,12 +70,13 @@ def test_conv2d_fast_equals_reference(n, c, k, h, w, ksize, stride, padding, bia
         groups.append(getattr(y.creator, "groups", None))
         return y
 
-    default = fast_cpu.COLUMN_BUDGET
-    fast_cpu.COLUMN_BUDGET = budget or default
+    defaults = fast_cpu.COLUMN_BUDGET, fast_cpu.GROUP_CHANNELS
+    if budget:  # groups of any size, so these few channels split
+        fast_cpu.COLUMN_BUDGET, fast_cpu.GROUP_CHANNELS = budget, 1
     try:
         results = run_both(op, arrays, seed, wants)
     finally:
-        fast_cpu.COLUMN_BUDGET = default
+        fast_cpu.COLUMN_BUDGET, fast_cpu.GROUP_CHANNELS = defaults
     assert_tiers_agree(results, F.Conv2dFunction, fast_cpu.Conv2dFunction)
     assert (results["fast"][1][0] is None) == image_batch
     assert len(groups[1]) == (c if budget == 1 else 1 if budget is None else len(groups[1]))
