@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 
 LESSONS = sorted(p for p in (Path(__file__).parent.parent / "lessons").glob("[0-9][0-9]_*.py"))
-NEEDS_DATA = {"09_training.py", "11_resolution.py"}
+NEEDS_DATA = {"09_training.py", "11_resolution.py", "16_lrn.py", "17_paper_recipe.py", "18_warm_start.py",
+              "19_stuck_at_chance.py", "20_saliency.py", "21_transfer_learning.py"}
 
 
-def test_there_are_thirteen_lessons():
-    assert len(LESSONS) >= 13
+def test_every_lesson_is_in_the_readme_index():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert len(LESSONS) >= 21
+    assert [p.name for p in LESSONS if f"`{p.name}`" not in readme] == []
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.name for p in LESSONS])
