@@ -1,10 +1,12 @@
 """Lesson 1: tensors, dtypes and devices. A minivgg Tensor is a NumPy array (CuPy on a GPU) plus what
 autograd needs."""
 # %%
+import textwrap
+
 import numpy as np
 
 import minivgg as mv
-from lesson import claim, exercises, section
+from lesson import claim, exercises, notice, section
 
 section("A tensor wraps an array")
 x = mv.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
@@ -22,7 +24,8 @@ claim(y.dtype == np.float32, "x * 0.5 + 1 is still float32: NumPy 2 treats Pytho
 z = x.numpy()
 z[0, 0] = 100.0
 claim(x.data[0, 0] == 1.0, ".numpy() returns a copy: changing it leaves the tensor alone")
-claim(x.sum().item() == 21.0, ".item() turns a one-element tensor into a Python number (21.0)")
+total = x.sum().item()
+claim(type(total) is float and total == 21.0, ".item() turns a one-element tensor into a Python float (21.0)")
 
 # %%
 section("Devices")
@@ -36,9 +39,15 @@ else:
         raised = ""
     except RuntimeError as exc:
         raised = str(exc)
-    print(f"  no GPU here; asking for one says: {raised[:110]}...")
-    claim("cpu" in raised, "without a GPU, .to('cuda') fails with a message that says what to do instead")
+    print("  no GPU here; asking for one says:\n    " + "\n    ".join(textwrap.wrap(raised, 100)))
+    claim("CuPy" in raised and "device='cpu'" in raised and x.device == "cpu",
+          "without a GPU, .to('cuda') fails with a message that names the cause (CuPy) and what to do instead "
+          "(device='cpu'); x stays on the cpu")
 claim(mv.get_array_module(x) is np, "kernels call get_array_module(x) and get NumPy for CPU tensors")
+
+notice("A tensor is an array plus what autograd needs; .data is the array itself, on the CPU or the GPU.",
+       "Floats are float32 unless you ask for float64, and arithmetic with Python numbers keeps them float32.",
+       "Moving to a device is explicit (.to), and a missing GPU is an error that says what to use instead.")
 
 exercises("Create a tensor from np.arange(6.0) and check its dtype. Why is it not float64?",
           "What is the dtype of mv.tensor([1, 2]) / 2? Try it, and explain with NumPy's promotion rules.",

@@ -4,7 +4,7 @@ backward(), and a numerical gradient check."""
 import math
 
 import minivgg as mv
-from lesson import claim, exercises, section
+from lesson import claim, exercises, notice, section
 
 section("The expression")
 print("  f(a, b) = exp(a * b) + a / b   at a = 0.5, b = 2")
@@ -54,6 +54,10 @@ except mv.GradcheckError as exc:
     caught = str(exc)
     print("  " + caught.replace("\n", "\n  "))
 claim(caught is not None and "numerical" in caught, "a wrong backward is caught, with a table of the differences")
+
+notice("backward() is the chain rule applied node by node, from f back to a and b.",
+       "gradcheck needs no calculus: it nudges each input and compares, so it can catch a wrong backward.",
+       "Check in float64: in float32 the rounding in f(x + eps) - f(x - eps) is as large as the errors sought.")
 
 exercises("Differentiate g(x) = tanh(x) * sigmoid(x) on paper and check it with backward and gradcheck.",
           "Use x twice in an expression (x * x + x). Why must backward add the two gradients, not overwrite?",

@@ -5,7 +5,7 @@ import numpy as np
 import minivgg as mv
 from minivgg import inspection, nn
 import minivgg.functional as F
-from lesson import claim, exercises, output, section
+from lesson import claim, exercises, notice, output, section
 
 mv.manual_seed(0)
 net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -27,11 +27,13 @@ for step in walk:
     if step.op == "ReLU":
         claim(net[2].weight.grad is not None and net[0].weight.grad is None,
               "halfway (at the ReLU), the last layer has its gradient and the first does not yet")
-        relu_step = step
-claim(net[0].weight.grad is not None, "at the end of the walk every parameter has its gradient")
-stopped = (relu_step.grad_output != 0) & (relu_step.grad_inputs[0] == 0)
-print(f"  the ReLU stopped {stopped.mean():.0%} of the gradients that reached it")
-claim(stopped.any(), "the ReLU step shows which gradients it stopped (where its input was negative)")
+        relu_in, relu_out_grad, relu_in_grad = step.function.inputs[0].numpy(), step.grad_output, step.grad_inputs[0]
+claim(all(p.grad is not None for p in net.parameters()), "at the end of the walk every parameter has its gradient")
+negative = relu_in <= 0
+print(f"  the ReLU's input was negative at {negative.sum()} of {negative.size} places; the gradient it sent "
+      f"is zero at {(relu_in_grad == 0).sum()}")
+claim(np.array_equal(relu_in_grad == 0, negative) and np.array_equal(relu_in_grad[~negative], relu_out_grad[~negative]),
+      "the ReLU step zeroed the gradient exactly where its input was negative and passed the rest unchanged")
 
 # %%
 section("The same walk as backward()")
@@ -43,13 +45,21 @@ claim(all(np.array_equal(grads[n], p.grad.numpy()) for n, p in net.named_paramet
 
 # %%
 section("Hooks")
-seen = []
-handle = net[1].register_forward_hook(lambda m, i, o: seen.append(float((o.data == 0).mean())))
-back = net[2].register_backward_hook(lambda m, gin, gout: seen.append(gout[0].shape))
+# What the hooks should see, computed without them: the ReLU's output, and dL/dlogits = (softmax - one-hot) / N.
+hidden = np.maximum(net[0](x).numpy(), 0)
+logits = net(x).numpy()
+probs = np.exp(logits - logits.max(1, keepdims=True))
+probs /= probs.sum(1, keepdims=True)
+dlogits = (probs - np.eye(3)[labels.numpy()]) / len(logits)
+seen = {}
+handle = net[1].register_forward_hook(lambda m, i, o: seen.update(relu=o.numpy()))
+back = net[2].register_backward_hook(lambda m, gin, gout: seen.update(dlogits=gout[0].numpy()))
 net.zero_grad()
 F.cross_entropy(net(x), labels).backward()
-print(f"  the ReLU zeroed {seen[0]:.0%} of its outputs; the last layer's output gradient had shape {seen[1]}")
-claim(len(seen) == 2, "a forward hook saw the ReLU's output and a backward hook the last layer's gradient")
+print(f"  the forward hook saw the ReLU's output {seen['relu'].shape}, {(seen['relu'] == 0).mean():.0%} zeros; "
+      f"the backward hook saw dL/dlogits {seen['dlogits'].shape}, first row {np.round(seen['dlogits'][0], 4)}")
+claim(np.array_equal(seen["relu"], hidden) and np.allclose(seen["dlogits"], dlogits, atol=1e-6),
+      "the forward hook saw max(0, first layer's output); the backward hook saw (softmax - one-hot) / 5")
 handle.remove()
 back.remove()
 h = x.requires_grad_().register_hook(lambda g: g * 0)
@@ -57,6 +67,11 @@ net.zero_grad()
 F.cross_entropy(net(x), labels).backward()
 claim(not x.grad.numpy().any(), "a tensor hook can replace a gradient (here with zeros)")
 h.remove()
+
+notice("Backward visits the graph from the loss to the inputs; a layer has its .grad only once the walk has "
+       "passed it.",
+       "A ReLU is a gate: where its input was negative, no gradient gets through to the layers before it.",
+       "Hooks let you look at (or change) what flows through a layer without editing the layer.")
 
 exercises("Stop the walk after two steps. Which parameters have a .grad? Why?",
           "Draw the graph of a network with a residual connection (y = x + f(x)). Where do gradients add up?",

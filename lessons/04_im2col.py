@@ -4,7 +4,7 @@ import numpy as np
 
 import minivgg as mv
 import minivgg.functional as F
-from lesson import claim, exercises, section
+from lesson import claim, exercises, notice, section
 
 mv.set_kernels("reference")  # the plain kernels of minivgg/functional.py, the ones this lesson reads
 
@@ -54,8 +54,13 @@ print(f"  <im2col(x), c> = {lhs:.6f},  <x, col2im(c)> = {rhs:.6f}")
 claim(abs(lhs - rhs) < 1e-9 * abs(lhs), "<im2col(x), c> = <x, col2im(c)>: col2im adds copies back, so it is "
       "how the gradient w.r.t. the input is computed")
 ones = F.col2im(np.ones_like(col, dtype=np.float64), x.shape, 3)
+print("  col2im(ones), one 6x5 channel:\n   " + str(ones[0, 0].astype(int)).replace("\n", "\n   "))
 claim(ones[0, 0, 2, 2] == 9 and ones[0, 0, 0, 0] == 1,
       "col2im of ones counts how many windows hold each pixel: 9 in the middle, 1 in a corner")
+
+notice("im2col trades memory for speed: each pixel is copied once per window that holds it (up to 9 times).",
+       "After the copy, a convolution is one matrix product, the operation BLAS libraries run fastest.",
+       "The backward pass runs the copy in reverse: col2im adds each column's gradient back onto its pixels.")
 
 exercises("How large is col for a 224x224x64 input and a 3x3 kernel with padding 1, in megabytes (float32)?",
           "Unroll with stride 2: how many columns now? Check your answer with F.im2col.",

@@ -5,7 +5,7 @@ import numpy as np
 import minivgg as mv
 from minivgg import nn
 import minivgg.functional as F
-from lesson import claim, exercises, section
+from lesson import claim, exercises, notice, section
 
 mv.set_kernels("reference")  # the plain kernels of minivgg/functional.py, the ones this lesson reads
 
@@ -28,12 +28,13 @@ claim(mv.gradcheck(lambda a, b: F.conv2d(a, b, padding=1), [x, w]),
 # %%
 section("Three 3x3 layers against one 7x7")
 c = 64
-stack = 3 * (3 * 3 * c * c)
-single = 7 * 7 * c * c
-print(f"  C = {c}: three 3x3 layers have {stack:,} weights, one 7x7 has {single:,}")
-claim(stack == 27 * c * c and single == 49 * c * c, "27 C^2 against 49 C^2: the stack is 45% smaller")
 three = nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(3)])
-claim(sum(p.size for p in three.parameters()) - 3 * c == stack, "counted in real layers (biases aside)")
+seven = nn.Conv2d(c, c, 7, padding=3)
+stack = sum(p.size for p in three.parameters())
+single = sum(p.size for p in seven.parameters())
+print(f"  C = {c}: three 3x3 layers have {stack:,} parameters, one 7x7 layer has {single:,}")
+claim(stack == 27 * c * c + 3 * c and single == 49 * c * c + c,
+      f"counted in real layers: 27 C^2 + 3 C against 49 C^2 + C, the stack is {1 - stack / single:.0%} smaller")
 
 # %%
 section("Receptive field, measured by back-propagating from one output pixel")
@@ -56,6 +57,11 @@ for n, expected in [(1, 3), (2, 5), (3, 7)]:
     size = receptive_field(n)
     claim(size == (expected, expected),
           f"{n} stacked 3x3 convolution(s) see a {expected}x{expected} patch of the input")
+
+notice("Three stacked 3x3 layers see the same 7x7 patch as one 7x7 layer, with 45% fewer parameters.",
+       "In VGG each 3x3 layer has its ReLU: three non-linearities where a 7x7 layer has one (the paper's other "
+       "reason).",
+       "The receptive field was measured, not computed: backward from one output pixel lights up what it saw.")
 
 exercises("What receptive field do five VGG blocks have at the last convolution (count the poolings)?",
           "Compare the FLOPs of three 3x3 layers and one 7x7 layer on a 56x56x256 input.",

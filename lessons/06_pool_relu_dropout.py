@@ -4,7 +4,7 @@ import numpy as np
 
 import minivgg as mv
 import minivgg.functional as F
-from lesson import QUICK, claim, exercises, section
+from lesson import QUICK, claim, exercises, notice, section
 
 mv.set_kernels("reference")  # the plain kernels of minivgg/functional.py, the ones this lesson reads
 
@@ -39,15 +39,22 @@ n = 10_000 if QUICK else 1_000_000
 ones = mv.tensor(np.ones(n))
 dropped = F.dropout(ones, p=0.5)
 kept = dropped.numpy() != 0
-print(f"  kept {kept.mean():.4f} of the units, each scaled to {dropped.numpy()[kept][0]}")
+mean = dropped.numpy().mean()
+print(f"  kept {kept.mean():.4f} of the {n:,} units, each scaled to {dropped.numpy()[kept][0]}; mean {mean:.4f}")
 claim(set(np.unique(dropped.numpy())) == {0.0, 2.0}, "training: units are zeroed or scaled by 1/(1-p) = 2")
-claim(abs(dropped.numpy().mean() - 1.0) < 0.05, "so the mean activation stays 1 in expectation")
+claim(abs(mean - 1.0) < 5 / np.sqrt(n), f"so the mean activation stays 1 in expectation: {mean:.4f} is within "
+      f"5 standard errors ({5 / np.sqrt(n):.3f}) of 1")
 claim((F.dropout(ones, 0.5, training=False).numpy() == 1).all(), "evaluation: dropout is the identity")
 g = mv.tensor(np.ones(8), requires_grad=True)
 mv.manual_seed(1)
 out = F.dropout(g, 0.5)
 out.sum().backward()
 claim(np.array_equal(g.grad.numpy(), out.numpy()), "its gradient uses the same mask and scale as the forward pass")
+
+notice("Max-pooling sends each window's gradient to one pixel, the maximum; the other three get zero.",
+       "ReLU and dropout are gates too: the gradient goes back only where the forward pass let the value through.",
+       "Dropout scales what it keeps by 1/(1-p) in training, so the next layer sees the same mean at test time, "
+       "when dropout is off.")
 
 exercises("Pool a 5x5 map with kernel 2, stride 2. Which row and column are never looked at?",
           "Why is the gradient of ReLU at exactly 0 a choice? What does PyTorch choose?",
