@@ -1,0 +1,163 @@
+"""Lesson 21: transfer learning, as the Keras walk-through does it: take a trained network, freeze its
+convolutional part (`requires_grad_(False)`), replace its head with a single logit (`net[-1] = nn.Linear(...)`)
+and fine-tune on a small set of a binary task with binary cross-entropy. Here the trained network is a small VGG
+trained on Fashion-MNIST; with ImageNet's weights the steps are the same (README, "Transfer learning":
+`models.load_torchvision_weights` into `vgg_from_config("vgg16")`, nothing of which this lesson downloads)."""
+# %%
+import io
+
+import numpy as np
+
+import minivgg as mv
+from minivgg import data, models, nn, optim, train
+import minivgg.functional as F
+from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+
+ratio, n_base, base_epochs = (16, 3000, 2) if QUICK else (8, 30000, 2)
+size, negative, positive, per_class = 32, 5, 7, 100  # the task: sandal (0) or sneaker (1)?
+train_x, train_y = data.load_fashion_mnist("train")
+test_x, test_y = data.load_fashion_mnist("test")
+
+
+def build(seed):
+    mv.manual_seed(seed)
+    return models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, ratio)), (1, 1, size, size),
+                             "kaiming", output_std=0.01)
+
+
+section(f"The trained network: VGG (channels / {ratio}) on the ten classes")
+base = build(0)
+base_loader = data.DataLoader((train_x[:n_base], train_y[:n_base]), 64, shuffle=True, resize=size)
+base_test = data.DataLoader((test_x[:1000], test_y[:1000]), 500, resize=size)
+history = train.fit(base, base_loader, base_test, optim.Adam(base.parameters(), lr=1e-3), base_epochs,
+                    progress=False)
+claim(history["epochs"][-1]["test_acc"] > 0.6, f"the base network classifies "
+      f"{history['epochs'][-1]['test_acc']:.1%} of 1,000 test images into the ten classes")
+trained_state = {name: t.numpy().copy() for name, t in base.state_dict().items()}
+
+# As in the walk-through, whose ImageNet base had seen many cats and dogs, the base has seen sandals and
+# sneakers; the fine-tuning images come from the half of the training set it was not trained on.
+pool_x, pool_y = train_x[30000:], train_y[30000:]
+pick = np.concatenate([np.flatnonzero(pool_y == c)[:per_class] for c in (negative, positive)])
+small_x, small_y = pool_x[pick], (pool_y[pick] == positive).astype(np.int64)
+in_task = np.isin(test_y, (negative, positive))
+task_test = data.DataLoader((test_x[in_task], (test_y[in_task] == positive).astype(np.int64)), 500, resize=size)
+small_loader = data.DataLoader((small_x, small_y), 32, shuffle=True, resize=size)
+print(f"  the small set: {len(small_y)} images, {per_class} {data.text_labels[negative]}s (label 0) and "
+      f"{per_class} {data.text_labels[positive]}s (label 1); the test: {in_task.sum():,} test images of the two")
+
+# %%
+section("Freeze the convolutional part, replace the head")
+
+
+def transfer(state):
+    """A network of the base's shape holding `state`, its five blocks frozen and a fresh single-logit head."""
+    net = build(1)
+    net.load_state_dict(state)
+    net[:5].requires_grad_(False)   # the five convolutional blocks: no gradient, no update
+    mv.manual_seed(2)
+    net[-1] = nn.Linear(4096, 1)    # one logit: the probability of 'sneaker' is its sigmoid
+    return net
+
+
+net = transfer(trained_state)
+frozen = {name: p.numpy().copy() for name, p in net.named_parameters() if not p.requires_grad}
+trainable = [p for p in net.parameters() if p.requires_grad]
+optimizer = optim.Adam(trainable, lr=1e-4)
+claim({id(p) for p in optimizer.params} == {id(p) for p in net.parameters() if p.requires_grad}
+      and len(optimizer.params) == 6,
+      "the optimizer holds the six trainable tensors only: the weights and biases of the two dense layers and "
+      "the new head")
+
+table = io.StringIO()
+rows = mv.summary(net, (1, 1, size, size), per_layer=True, file=table)
+print(table.getvalue())
+printed = {line.split(":")[0]: int(line.split(":")[1].replace(",", "")) for line in table.getvalue().splitlines()
+           if line.endswith(tuple("0123456789")) and "params:" in line}
+counted_trainable = sum(p.size for p in trainable)
+counted_frozen = sum(p.size for p in net.parameters() if not p.requires_grad)
+in_blocks = sum(count for name, _, _, count in rows if name.split(".")[0] in ("0", "1", "2", "3", "4"))
+claim(printed["Trainable params"] == counted_trainable and printed["Non-trainable params"] == counted_frozen
+      == in_blocks, f"the table's {printed['Trainable params']:,} trainable and {printed['Non-trainable params']:,} "
+      "non-trainable parameters match a count of the parameters, and the non-trainable ones are exactly the "
+      "five blocks' rows")
+
+# %%
+section("Fine-tune on the small set")
+loss_fn = nn.BCEWithLogitsLoss()
+images, labels = next(iter(small_loader))
+logits = net(images)
+targets = labels.numpy().astype(np.float32).reshape(-1, 1)  # one float target per logit
+z = logits.numpy().astype(np.float64)
+by_hand = np.mean(np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z))))
+loss = loss_fn(logits, mv.tensor(targets))
+claim(abs(loss.item() - by_hand) < 1e-5 and abs(F.binary_cross_entropy_with_logits(logits, targets).item()
+                                                 - loss.item()) < 1e-7,
+      f"nn.BCEWithLogitsLoss gives {loss.item():.5f}, as F.binary_cross_entropy_with_logits and the formula "
+      "mean(max(z, 0) - z y + log(1 + exp(-|z|))) in NumPy do")
+net.zero_grad()
+loss.backward()
+claim(all(p.grad is None for p in net.parameters() if not p.requires_grad)
+      and all(p.grad is not None for p in trainable), "after backward the frozen parameters have no .grad at all; "
+      "the trainable ones have one")
+
+
+def fine_tune(net, optimizer, epochs=10):
+    for epoch in range(epochs):
+        small_loader.set_epoch(epoch)
+        for images, labels in small_loader:
+            loss = loss_fn(net(images), mv.tensor(labels.numpy().astype(np.float32).reshape(-1, 1)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return train.evaluate_accuracy(net, task_test)  # a single logit: predicted 1 where it is positive
+
+
+dense_before = net[6].weight.numpy().copy()
+accuracy = fine_tune(net, optimizer)
+claim(all(np.array_equal(p.numpy(), frozen[name]) for name, p in net.named_parameters() if name in frozen),
+      f"after {10 * len(small_loader)} steps every frozen parameter is bitwise what it was")
+claim(not np.array_equal(net[6].weight.numpy(), dense_before), "while the trainable dense layers moved")
+
+# %%
+section("Against chance and against random features")
+baseline = transfer(build(3).state_dict())  # an untrained network: random frozen features
+baseline_accuracy = fine_tune(baseline, optim.Adam([p for p in baseline.parameters() if p.requires_grad], lr=1e-4))
+n = int(in_task.sum())
+error = np.sqrt(accuracy * (1 - accuracy) / n + baseline_accuracy * (1 - baseline_accuracy) / n)
+print(f"  test accuracy on {n:,} images: trained frozen features {accuracy:.3f}, random frozen features "
+      f"{baseline_accuracy:.3f} (same head, same steps); standard error of the difference {error:.3f}")
+claim(accuracy > 0.5 + 3 * np.sqrt(0.25 / n), f"fine-tuned, the net tells {data.text_labels[negative]}s from "
+      f"{data.text_labels[positive]}s far above chance ({accuracy:.3f} against 0.5)")
+claim(accuracy - baseline_accuracy > 3 * error, f"trained features beat random ones by "
+      f"{accuracy - baseline_accuracy:.3f}, more than three standard errors: what the base learned carries over")
+
+plt = pyplot()
+fig, ax = plt.subplots(figsize=(5, 3.2))
+names = ["chance", "random frozen\nfeatures", "trained frozen\nfeatures"]
+values = [0.5, baseline_accuracy, accuracy]
+bars = ax.bar(names, values, color=["lightgray", "tab:orange", "tab:blue"],
+              yerr=[0, np.sqrt(baseline_accuracy * (1 - baseline_accuracy) / n), np.sqrt(accuracy * (1 - accuracy) / n)],
+              capsize=4)
+for bar, value in zip(bars, values):
+    ax.text(bar.get_x() + bar.get_width() / 2, value + 0.035, f"{value:.3f}", ha="center", fontsize=9)
+ax.set_ylim(0, 1.05)
+ax.set_ylabel(f"test accuracy ({n:,} images, ±1 s.e.)", fontsize=9)
+ax.set_title(f"{data.text_labels[negative]} or {data.text_labels[positive]}? {len(small_y)} training images",
+             fontsize=10)
+fig.tight_layout()
+fig.savefig(output("21_transfer_learning.png"), dpi=90)
+plt.close(fig)
+print(f"  figure: {output('21_transfer_learning.png')}")
+
+notice("Freezing is per parameter: requires_grad_(False) on a module reaches every parameter below it, backward "
+       "skips them, and an optimizer built from the trainable ones never sees them.",
+       "The same 200 images, head and steps gave a clearly better classifier on trained frozen features than on "
+       "random ones: the base's training, not only its architecture, is what carries over.",
+       "With ImageNet's weights (models.load_torchvision_weights, see the README) the same three lines apply to "
+       "a 224x224 VGG-16; the images must then be normalized as ImageNet's were.")
+
+exercises("Leave sandals and sneakers out of the base network's training data. How much of the gain remains?",
+          "The walk-through's second stage: unfreeze everything (requires_grad_(True)) and fine-tune with lr 1e-5. "
+          "Does the test accuracy move?",
+          "Freeze the two dense layers as well, so that only the head (4,097 parameters) trains. Better or worse?")
