@@ -150,7 +150,7 @@ left.set_ylabel("training loss (batch)")
 left.set_title("B from three starts")
 left.legend(fontsize=8)
 right.set_xticks(range(len(weights)), [n[:-7] + ("" if n[:-7] in copied else "*") for n in weights], rotation=60)
-right.set_xlabel("weight layer (*: random in the paper's warm start; 0.2 and 1.2 also in 'all of A')")
+right.set_xlabel("weight layer (*: random in the paper's warm start;\n0.2 and 1.2 are random in 'all of A' too)")
 right.set_ylabel("gradient norm, first step")
 right.set_title("where the gradient reaches")
 right.legend(fontsize=8)
@@ -163,8 +163,8 @@ notice("A fixed std such as 0.01 shrinks the signal by std x sqrt(fan-in / 2) pe
        "image never reaches the output, and the gradient never reaches the image side.",
        "A warm start replaces random layers with trained ones that pass the signal on; the fewer random layers "
        "are left in a row, the sooner the deeper net learns.",
-       "Glorot's and He's initializations choose the std from the fan-in for every layer, which is why nobody needs "
-       "the warm start today (the paper says as much in a footnote).")
+       "Glorot's and He's initializations choose the std from the fan-in of every layer, which is why plain deep "
+       "nets no longer need the warm start (Sec. 3.1 of the paper already notes that Glorot's works without it).")
 
 exercises("Start B cold with models.initialize(..., 'kaiming'). How does its loss after the same steps compare?",
           "Copy A into D with convs=None. Which layers stay random, and does D learn in the same steps?",
