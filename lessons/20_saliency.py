@@ -43,8 +43,7 @@ logits[0, c].backward()  # one class score, not the loss: which pixels would rai
 grad = x.grad.numpy()[0, 0]
 print(f"  image 0 is a {data.text_labels[int(labels.numpy()[0])]}; the net says {data.text_labels[c]} "
       f"(logit {logits.numpy()[0, c]:.2f})")
-claim(grad.shape == (size, size) and np.abs(grad).max() > 0, f"x.grad has the image's shape, {size}x{size}: one "
-      "number per pixel")
+print(f"  x.grad has the image's shape, {x.grad.shape}: one number per pixel")
 
 
 def score(pixels):
