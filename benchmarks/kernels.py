@@ -5,15 +5,12 @@ minivgg against PyTorch CPU in the same run, as a table.
     python benchmarks/kernels.py --size 32 --kernels reference
 """
 import argparse
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # as `minivgg train` runs: OpenBLAS reads it when NumPy loads
+import minivgg as mv
+import numpy as np
 
-import minivgg as mv  # noqa: E402
-import numpy as np  # noqa: E402
-
-from minivgg import models, nn  # noqa: E402
+from minivgg import models, nn
 
 
 def layer_inputs(size, batch):
@@ -88,6 +85,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--kernels", choices=mv.backend.KERNEL_TIERS, default="fast")
     args = parser.parse_args()
+    mv.cpu.restart_with_blas_settings()  # OpenBLAS started as `minivgg train` starts it
     mv.cpu.tune()
     mv.set_kernels(args.kernels)
     try:

@@ -8,12 +8,13 @@ in the same run, and print each variant's time, its ratio to PyTorch and its pea
 
 Variants, each in its own subprocess (so peak memory, the max RSS above the footprint after set-up, is
 measured separately):
-  fast        the fast kernels as `minivgg train` runs them: OPENBLAS_THREAD_TIMEOUT set before NumPy
-              loads, and minivgg.cpu.tune()
+  fast        the fast kernels as `minivgg train` runs them: OpenBLAS's settings (cpu.blas_settings) set
+              before NumPy loads, and minivgg.cpu.tune()
   fast-tuned  the fast kernels in a user's script that imports NumPy first, then calls minivgg.cpu.tune()
   fast-plain  the fast kernels in a user's script that imports NumPy first and calls nothing
   reference   the reference kernels of functional.py (what a learner reads)
   baseline    (with --baseline) the default kernels of another minivgg checkout, OpenBLAS set as for `fast`
+Every variant starts without OPENBLAS_* variables of its own (from this shell) beyond these.
 On the CPU each time is also given as a multiple of the step's arithmetic limit: its floating-point
 operations (`step_flops`) at the machine's float32 matrix-product rate, the faster of NumPy's and
 PyTorch's measured in the same run. Shared machines are noisy: read the ratios, not the ms.
@@ -27,14 +28,23 @@ import sys
 import time
 
 VARIANTS = {
-    # name: (framework, kernels, environment for OpenBLAS, call cpu.tune())
-    "fast": ("minivgg", "fast", {"OPENBLAS_THREAD_TIMEOUT": "10"}, True),
-    "fast-tuned": ("minivgg", "fast", {}, True),
-    "fast-plain": ("minivgg", "fast", {}, False),
-    "reference": ("minivgg", "reference", {}, False),
-    "baseline": ("minivgg", None, {"OPENBLAS_THREAD_TIMEOUT": "10"}, False),
-    "torch": ("torch", None, {}, False),
+    # name: (framework, kernels, OpenBLAS started as `minivgg train` starts it, call cpu.tune())
+    "fast": ("minivgg", "fast", True, True),
+    "fast-tuned": ("minivgg", "fast", False, True),
+    "fast-plain": ("minivgg", "fast", False, False),
+    "reference": ("minivgg", "reference", False, False),
+    "baseline": ("minivgg", None, True, False),
+    "torch": ("torch", None, False, False),
 }
+
+
+def variant_environment(blas_as_cli):
+    """This process's environment without OPENBLAS_* variables, plus the settings `minivgg train`
+    starts OpenBLAS with (`blas_as_cli`)."""
+    from minivgg import cpu
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
+    return dict(env, **cpu.blas_settings(environ={})) if blas_as_cli else env
 
 
 def _rss_mb():
@@ -102,9 +112,7 @@ def child(args):
 
 
 def measure(variant, size, args):
-    _, _, blas_env, _ = VARIANTS[variant]
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    env.update(blas_env, PYTHONWARNINGS="ignore")
+    env = dict(variant_environment(VARIANTS[variant][2]), PYTHONWARNINGS="ignore")
     if variant == "baseline":
         env["PYTHONPATH"] = args.baseline
     cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--size", str(size), "--batch",
@@ -117,15 +125,14 @@ def measure(variant, size, args):
 
 def gemm_rate(framework, n=4096, repeats=3):
     """This machine's float32 matrix-product rate in GFLOP/s (best of `repeats` n x n products, all cores)
-    through NumPy's BLAS or PyTorch's, in a child process set up as the variants are."""
+    through NumPy's BLAS or PyTorch's, in a child process with OpenBLAS started as for the `fast` variant."""
     code = (f"import time, numpy as np{', torch' if framework == 'torch' else ''}\n"
             f"a = np.random.default_rng(0).random(({n}, {n}), dtype=np.float32)\n"
             + ("a = torch.from_numpy(a)\n" if framework == "torch" else "")
             + f"best = 1e9\nfor _ in range({repeats + 1}):\n"
               f"    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
               f"print(2 * {n} ** 3 / best / 1e9)")
-    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="10")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=variant_environment(True))
     return float(out.stdout.strip()) if out.returncode == 0 else None
 
 

@@ -9,15 +9,12 @@ hyperparameters, in one run: epoch time, test accuracy and their ratio.
     python benchmarks/train_time.py --optimizer adam --lr 0.001 --warmup-epochs 0.2
 """
 import argparse
-import os
 import time
 
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "10")  # as `minivgg train` runs: OpenBLAS reads it when NumPy loads
+import minivgg as mv
+import numpy as np
 
-import minivgg as mv  # noqa: E402
-import numpy as np  # noqa: E402
-
-from minivgg import data, inspection, optim, recipe, train  # noqa: E402
+from minivgg import data, inspection, optim, recipe, train
 
 
 def run_minivgg(net, loaders, config):
@@ -77,6 +74,7 @@ def main():
                         help="minivgg trains once per seed; PyTorch on the first seed only")
     parser.add_argument("--frameworks", nargs="+", default=["minivgg", "torch"])
     args = parser.parse_args()
+    mv.cpu.restart_with_blas_settings()  # OpenBLAS started as `minivgg train` starts it
     mv.cpu.tune()  # as `minivgg train` does
     config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, seed=args.seeds[0],
                   **{k: v for k, v in vars(args).items() if k not in ("frameworks", "seeds")})

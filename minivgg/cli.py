@@ -469,20 +469,6 @@ def cmd_doctor(args):
     return doctor.run(args.device, size=args.size, batch=args.batch)
 
 
-def _restart_with_a_short_blas_spin():
-    """Start this command again with OPENBLAS_THREAD_TIMEOUT set, unless it is set already.
-
-    After each matrix product OpenBLAS's idle threads spin for a long while, taking the cores that the
-    fast kernels' threads need; a short spin lets them have the cores. OpenBLAS reads the setting only
-    when NumPy loads it, and importing minivgg has loaded NumPy before this code runs, so the command
-    re-executes itself once with the setting in its environment. A value the user set wins.
-    """
-    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or os.name != "posix":
-        return
-    env = dict(os.environ, OPENBLAS_THREAD_TIMEOUT="10")
-    os.execve(sys.executable, [sys.executable, "-m", "minivgg", *sys.argv[1:]], env)
-
-
 def _run_folder_problem(path, hint):
     """None if `path` holds a run's checkpoint, else what is wrong with it (and what to do: `hint`)."""
     if not os.path.exists(path):
@@ -745,7 +731,9 @@ def main(argv=None):
         return 0
     _check_args(parser.commands[args.command], args)
     if argv is None and args.command == "train" and args.device == "cpu":  # the command line, not a test's call
-        _restart_with_a_short_blas_spin()
+        from . import cpu
+
+        cpu.restart_with_blas_settings(["-m", "minivgg", *sys.argv[1:]])
     try:
         with backend.use_device(_device_of(args)):  # CuPy computes on its current device: make it the chosen one
             return commands[args.command](args)

@@ -69,13 +69,62 @@ def keep_freed_memory_for_reuse():
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
+# ---- OpenBLAS's start-up settings ---------------------------------------------------------------------
+# OpenBLAS reads these once, when NumPy loads it; a process must have them in its environment before that.
+def preferred_blas_core(cpuinfo=None):
+    """The OpenBLAS kernel family to ask for on this CPU (OPENBLAS_CORETYPE), or None to keep its own choice.
+
+    On AMD processors with AVX-512 (Zen 4 and later) OpenBLAS picks its SkylakeX kernels, written for
+    Intel's AVX-512 units; its Zen kernels ran every product shape of a VGG step faster on an AMD EPYC
+    (benchmarks/RESULTS.md). `cpuinfo`: the text of /proc/cpuinfo (read when None; Linux only).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return None
+    first_processor = cpuinfo.split("\n\n")[0]
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_processor.splitlines() if ":" in line)}
+    amd = fields.get("vendor_id") == "AuthenticAMD"
+    return "Zen" if amd and "avx512f" in fields.get("flags", "").split() else None
+
+
+def blas_settings(environ=None):
+    """{variable: value} OpenBLAS should start with for training, leaving out any already in `environ`
+    (default os.environ: what the user set wins): OPENBLAS_THREAD_TIMEOUT (after each product its idle
+    threads spin for a long while, taking the cores the fast kernels' threads need; a short spin gives
+    them back) and, where it pays, OPENBLAS_CORETYPE (see preferred_blas_core)."""
+    environ = os.environ if environ is None else environ
+    wanted = {"OPENBLAS_THREAD_TIMEOUT": "10", "OPENBLAS_CORETYPE": preferred_blas_core()}
+    return {k: v for k, v in wanted.items() if v is not None and k not in environ}
+
+
+def restart_with_blas_settings(argv=None):
+    """Start this program again with blas_settings() in its environment, unless nothing is missing.
+
+    Importing minivgg has loaded NumPy, and with it OpenBLAS, before this can run: the only way to give
+    OpenBLAS its settings is a fresh process. Call it first thing in a script (the `minivgg` command
+    does). `argv`: the arguments after the interpreter (default: this process's own, sys.orig_argv).
+    Returns only if nothing was missing (or off POSIX, where it does nothing)."""
+    settings = blas_settings()
+    if not settings or os.name != "posix":
+        return
+    argv = sys.orig_argv[1:] if argv is None else argv
+    os.execve(sys.executable, [sys.executable, *argv], dict(os.environ, **settings))
+
+
 def tune():
     """Adjust this process for training on the CPU; returns {setting: applied?}.
 
     - `allocator`: freed large blocks are kept for reuse (see keep_freed_memory_for_reuse).
-    - `openblas_thread_timeout`: whether OpenBLAS's idle threads give their cores back quickly to the
-      fast kernels' threads. OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it, so only
-      a process that set it before importing NumPy has it (the `minivgg` command does).
+    - `openblas_thread_timeout`, `openblas_coretype`: whether this process started with these OpenBLAS
+      settings (see blas_settings); only a process that set them before NumPy loaded has them (the
+      `minivgg` command and restart_with_blas_settings() do). The core type is listed only on CPUs
+      where preferred_blas_core() asks for one.
     """
-    return {"allocator": keep_freed_memory_for_reuse(),
-            "openblas_thread_timeout": "OPENBLAS_THREAD_TIMEOUT" in os.environ}
+    applied = {"allocator": keep_freed_memory_for_reuse(),
+               "openblas_thread_timeout": "OPENBLAS_THREAD_TIMEOUT" in os.environ}
+    if preferred_blas_core() is not None:
+        applied["openblas_coretype"] = "OPENBLAS_CORETYPE" in os.environ
+    return applied

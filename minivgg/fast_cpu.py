@@ -245,21 +245,21 @@ class ReLUFunction(F.ReLUFunction):
 
 
 class LinearFunction(F.LinearFunction):
-    """The reference linear layer computed as (W @ x^T)^T: the same numbers as x @ W^T, but BLAS walks
-    the large weight matrix once in the order it lies in memory. y lies in memory as (out, N), batch
-    innermost like the convolutions' outputs; backward keeps that layout."""
+    """The reference linear layer, with its output and input gradient always in row order (N, features):
+    the dropout and ReLU after it then run over arrays laid out alike (the dropout mask is drawn in row
+    order), which an elementwise pass needs to run at memory speed."""
 
     def forward(self, x, weight, bias=None):
         F._check_linear_inputs(x, weight)
         self.x = x if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
-        y = (weight @ x.T).T
+        y = x @ weight.T  # (N, out), row order whatever x's layout
         if bias is not None:
             y += bias
         return y
 
     def backward(self, gy):
-        gx = (self.weight.T @ gy.T).T if self.needs_input_grad[0] else None  # in forward's layout
+        gx = gy @ self.weight if self.needs_input_grad[0] else None  # (N, in), row order
         gw = gy.T @ self.x if self.needs_input_grad[1] else None
         gb = gy.sum(axis=0) if F._wants(self, 2) else None
         return gx, gw, gb

@@ -1,5 +1,6 @@
 """The two kernel tiers: the fast CPU variants (minivgg/fast_cpu.py) compute what the reference kernels
 (minivgg/functional.py) compute, forward and backward, on drawn shapes; the switch; the CPU machinery."""
+import os
 import subprocess
 import sys
 import threading
@@ -285,3 +286,49 @@ def test_tune_applies_the_allocator_setting_on_glibc_and_respects_the_user(monke
     assert applied["allocator"] is (platform.libc_ver()[0] == "glibc")
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
     assert cpu.tune()["allocator"] is False
+
+
+AMD_ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512bw\n\nprocessor\t: 1\n"
+AMD_ZEN2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma\n"
+INTEL_AVX512 = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 avx512f\n"
+
+
+def test_openblas_is_asked_for_its_zen_kernels_only_on_amd_processors_with_avx512():
+    assert cpu.preferred_blas_core(AMD_ZEN4) == "Zen"
+    assert cpu.preferred_blas_core(AMD_ZEN2) is None  # OpenBLAS picks its Zen kernels there itself
+    assert cpu.preferred_blas_core(INTEL_AVX512) is None  # its SkylakeX kernels are Intel's own
+    assert cpu.preferred_blas_core("") is None
+
+
+def test_blas_settings_leave_out_what_the_user_set(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    monkeypatch.setattr(cpu, "preferred_blas_core", lambda: "Zen")
+    assert cpu.blas_settings() == {"OPENBLAS_THREAD_TIMEOUT": "10", "OPENBLAS_CORETYPE": "Zen"}
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert cpu.blas_settings() == {"OPENBLAS_THREAD_TIMEOUT": "10"}
+    monkeypatch.setattr(cpu, "preferred_blas_core", lambda: None)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "1")
+    assert cpu.blas_settings() == {}
+
+
+def test_a_script_that_calls_restart_with_blas_settings_runs_once_more_with_them(tmp_path):
+    script = tmp_path / "train_mine.py"
+    script.write_text("import os, sys\nimport minivgg as mv\nprint('start', os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-'),"
+                      " sys.argv[1:], flush=True)\nmv.cpu.restart_with_blas_settings()\nprint('running')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
+    out = subprocess.run([sys.executable, str(script), "--epochs", "2"], capture_output=True, text=True, env=env,
+                         check=True).stdout.splitlines()
+    assert out == ["start - ['--epochs', '2']", "start 10 ['--epochs', '2']", "running"]
+
+
+def test_the_fast_linear_layer_answers_in_row_order_whatever_its_input_layout():
+    """Its output feeds dropout and ReLU, whose masks lie in row order: mixed layouts would make every
+    elementwise pass after it stride through memory."""
+    rng = np.random.default_rng(0)
+    x = mv.tensor(np.asfortranarray(normal(rng, 8, 5)), requires_grad=True)  # batch innermost, as after a convolution
+    layer = mv.nn.Linear(5, 3)
+    y = layer(x)
+    assert y.data.flags.c_contiguous
+    y.backward(mv.tensor(normal(rng, 8, 3)))
+    assert x.grad.data.flags.c_contiguous

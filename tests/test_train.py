@@ -184,19 +184,20 @@ def test_cli_clip_grad_norm_is_stated_and_kept_for_resume(tmp_path, capsys, flag
 
 
 @needs_data
-@pytest.mark.parametrize("user_value", [None, "0"])
-def test_the_train_command_tunes_the_cpu_and_sets_a_short_blas_spin_before_numpy_loads(tmp_path, user_value):
-    """`minivgg train` calls cpu.tune() and, since OpenBLAS reads OPENBLAS_THREAD_TIMEOUT only when NumPy
-    loads, starts itself again with it set; a value the user set is kept."""
+@pytest.mark.parametrize("user_settings", [{}, {"OPENBLAS_THREAD_TIMEOUT": "0"},
+                                           {"OPENBLAS_THREAD_TIMEOUT": "0", "OPENBLAS_CORETYPE": "Haswell"}])
+def test_the_train_command_tunes_the_cpu_and_gives_openblas_its_settings_before_numpy_loads(tmp_path, user_settings):
+    """`minivgg train` calls cpu.tune() and, since OpenBLAS reads its settings only when NumPy loads,
+    starts itself again with the missing ones set (cpu.blas_settings); values the user set are kept."""
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
-    if user_value is not None:
-        env["OPENBLAS_THREAD_TIMEOUT"] = user_value
+    names = ("OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(user_settings)
     probe = tmp_path / "sitecustomize.py"  # runs in every Python start-up: records what NumPy will see
     probe.write_text("import os\nwith open(os.environ['PROBE_OUT'], 'a') as f:\n"
-                     "    f.write(os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-') + '\\n')\n")
+                     f"    f.write(','.join(os.environ.get(k, '-') for k in {names!r}) + '\\n')\n")
     env.update(PYTHONPATH=str(tmp_path), PROBE_OUT=str(tmp_path / "seen.txt"))
     result = subprocess.run([sys.executable, "-m", "minivgg", "train", "--ratio", "16", "--train-limit", "256",
                              "--limit-batches", "2", "--batch-size", "32", "--epochs", "1", "--no-progress",
@@ -204,5 +205,9 @@ def test_the_train_command_tunes_the_cpu_and_sets_a_short_blas_spin_before_numpy
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     starts = (tmp_path / "seen.txt").read_text().split()
-    assert starts == (["-", "10"] if user_value is None else [user_value])  # one restart, or none
+    wanted = {"OPENBLAS_THREAD_TIMEOUT": "10", "OPENBLAS_CORETYPE": mv.cpu.preferred_blas_core() or "-"}
+    first = [user_settings.get(k, "-") for k in names]
+    final = [user_settings.get(k, wanted[k]) for k in names]
+    expected = [",".join(first)] + ([",".join(final)] if final != first else [])  # one restart, or none
+    assert starts == expected
     assert "cpu: fast kernels; tuned: allocator, openblas_thread_timeout" in result.stdout
