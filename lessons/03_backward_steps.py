@@ -27,8 +27,14 @@ for step in walk:
     if step.op == "ReLU":
         claim(net[2].weight.grad is not None and net[0].weight.grad is None,
               "halfway (at the ReLU), the last layer has its gradient and the first does not yet")
-        relu_in, relu_out_grad, relu_in_grad = step.function.inputs[0].numpy(), step.grad_output, step.grad_inputs[0]
+        relu_link, relu_out_grad, relu_in_grad = step.function.inputs[0], step.grad_output, step.grad_inputs[0]
 claim(all(p.grad is not None for p in net.parameters()), "at the end of the walk every parameter has its gradient")
+print(f"  the ReLU node's link back: {relu_link}; the tensor itself: {relu_link.tensor()}")
+claim(relu_link.tensor() is None and relu_link.creator.name == "Linear",
+      "the graph keeps the way back to the first Linear, not the ReLU's input: nothing held that array after "
+      "forward (the ReLU kept its own output, which is all its backward needs)")
+with mv.no_grad():
+    relu_in = net[0](x).numpy()  # the ReLU's input again: the same weights, the first layer once more
 negative = relu_in <= 0
 print(f"  the ReLU's input was negative at {negative.sum()} of {negative.size} places; the gradient it sent "
       f"is zero at {(relu_in_grad == 0).sum()}")
@@ -71,6 +77,8 @@ h.remove()
 notice("Backward visits the graph from the loss to the inputs; a layer has its .grad only once the walk has "
        "passed it.",
        "A ReLU is a gate: where its input was negative, no gradient gets through to the layers before it.",
+       "The graph holds the way back (each node's link to the node before) and what each backward needs, not "
+       "every array of the forward pass: that is how a deep network's training step fits in memory.",
        "Hooks let you look at (or change) what flows through a layer without editing the layer.")
 
 exercises("Stop the walk after two steps. Which parameters have a .grad? Why?",

@@ -65,7 +65,8 @@ class Function:
     """One op. Subclasses define `forward(*arrays) -> array` and `backward(grad_out) -> grads`.
 
     `backward` returns one gradient per input (or None where `self.needs_input_grad[i]` is False),
-    each of the input's shape. Forward stores on `self` only what backward needs.
+    each of the input's shape. Forward stores on `self` only what backward needs. `inputs`, the graph's
+    way back: each input that is a leaf tensor itself, an `Edge` to its maker for each other input.
     """
 
     inputs = ()
@@ -84,7 +85,7 @@ class Function:
         if records_graph:
             out.requires_grad = True
             out.creator = self
-            self.inputs = tensors
+            self.inputs = [t if t.creator is None else Edge(t) for t in tensors]
             self.output = weakref.ref(out)  # weak: the output owns its creator, not the reverse
             self.output_shape, self.output_dtype = y.shape, y.dtype
         return out
@@ -104,6 +105,25 @@ class Function:
         """Drop the graph links and saved arrays once backward is done (unless retain_graph)."""
         self.__dict__.clear()
         self.released = True
+
+
+class Edge:
+    """A Function's link to an input that another Function made: that maker (where backward goes on),
+    the input's shape and dtype, and a weak reference to the tensor itself.
+
+    Holding the tensor would keep its array alive until backward even where no backward step reads it:
+    a convolution's output, say, once the ReLU after it has kept its own output. Each Function keeps
+    what its backward needs on `self`; the graph keeps only the way back (as PyTorch's next_functions).
+    A tensor given a hook or retain_grad() is kept by its maker instead, so backward still finds it."""
+
+    is_leaf = False
+
+    def __init__(self, tensor):
+        self.creator, self.shape, self.dtype, self.name = tensor.creator, tensor.shape, tensor.dtype, tensor.name
+        self.tensor = weakref.ref(tensor)  # the tensor while someone else holds it, else None
+
+    def __repr__(self):
+        return f"Edge({self.creator.name}, shape={self.shape})"
 
 
 def _check_same_device(op, tensors):
@@ -235,11 +255,19 @@ class Tensor:
     def retain_grad(self):
         """Keep `.grad` on this non-leaf tensor after backward (leaves always keep it)."""
         self._retains_grad = True
+        self._keep_for_backward()
 
     def register_hook(self, fn):
         """Call `fn(grad)` when this tensor's gradient is complete; a returned tensor replaces it."""
         self._hooks.append(fn)
+        self._keep_for_backward()
         return _HookHandle(self._hooks, fn)
+
+    def _keep_for_backward(self):
+        """Have this tensor's maker hold it: the graph links to it only weakly (Edge), and backward must
+        find it for its hooks and .grad even if the code that made it has let it go."""
+        if self.creator is not None:
+            self.creator.kept_output = self
 
     def zero_grad(self, set_to_none=True):
         """Forget the gradient: `.grad = None`, or with set_to_none=False fill it with zeros in place."""

@@ -336,3 +336,40 @@ def test_import_changes_nothing_in_the_process():
             "assert threading.active_count() == n and minivgg.cpu._pool is None")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_the_graph_does_not_hold_an_array_that_no_backward_step_needs():
+    """The ReLU keeps its output for backward, so its input (the product before it) is freed after
+    forward; backward still reaches the product's maker through the Edge and gives the right gradient."""
+    import weakref
+
+    from minivgg import functional as F
+    from minivgg.autograd import Edge
+
+    x = mv.tensor(np.array([-1.0, 0.5, 2.0], dtype=np.float32), requires_grad=True)
+    h = x * 3.0
+    held = weakref.ref(h)
+    y = F.relu(h)
+    link = y.creator.inputs[0]
+    assert isinstance(link, Edge) and link.tensor() is h and link.shape == (3,)
+    del h
+    assert held() is None and link.tensor() is None
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 3.0, 3.0])
+
+
+def test_hooks_and_retain_grad_on_a_tensor_nobody_holds_still_fire():
+    """A module's forward may register a hook on an intermediate tensor and return without it: its maker
+    keeps it, as PyTorch keeps hooks on the grad_fn."""
+    x = mv.tensor(np.array([1.0, -2.0], dtype=np.float32), requires_grad=True)
+    seen = []
+
+    def forward(t):
+        h = t * 2.0
+        h.register_hook(lambda g: seen.append(g.numpy().copy()))
+        return (h * h).sum()
+
+    forward(x).backward()
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], [4.0, -8.0])  # d(h^2)/dh = 2h
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, -16.0])
