@@ -84,8 +84,8 @@ def preferred_blas_core(cpuinfo=None):
                 cpuinfo = f.read()
         except OSError:
             return None
-    first_processor = cpuinfo.split("\n\n")[0]
-    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_processor.splitlines() if ":" in line)}
+    first_processor = cpuinfo.split("\n\n")[0].splitlines()
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first_processor if ":" in line)}
     amd = fields.get("vendor_id") == "AuthenticAMD"
     return "Zen" if amd and "avx512f" in fields.get("flags", "").split() else None
 

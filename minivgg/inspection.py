@@ -104,10 +104,11 @@ def to_dot(tensor, show_data=False, show_grad=True, params=None):
             lines.append(f"  {src or tensor_node(t)} -> {fid};")
         if out is not None:
             outputs[fn] = tensor_node(out)
-        else:  # freed after forward (no backward step needed it): drawn from what the op recorded
+        else:  # the graph holds only an Edge to this output, whose tensor is gone: drawn from what the op recorded
             outputs[fn] = f"t{len(tensor_ids)}"
             tensor_ids[("freed", fid)] = outputs[fn]
-            label = f"output\\n{tuple(fn.output_shape)} {fn.output_dtype}" + ("\\ntensor released after forward" * show_data)
+            label = f"output\\n{tuple(fn.output_shape)} {fn.output_dtype}"
+            label += "\\ntensor released after forward" * show_data
             lines.append(f'  {outputs[fn]} [shape=box, style="filled,dashed", fillcolor=white, label="{label}"];')
         lines.append(f"  {fid} -> {outputs[fn]};")
     if not functions:

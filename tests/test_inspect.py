@@ -72,10 +72,14 @@ def _parse_dot(text):
 def test_dot_matches_the_graph(rng):
     net, x, y = two_layer(rng)
     loss = F.cross_entropy(net(x), y)
-    nodes, edges = _parse_dot(inspection.to_dot(loss, params=net, show_data=True))
+    text_with_data = inspection.to_dot(loss, params=net, show_data=True)
+    nodes, edges = _parse_dot(text_with_data)
     # ops: Linear, ReLU, Linear, CrossEntropy; tensors: x, 4 parameters, labels, 4 outputs
     assert sum(n.startswith("f") for n in nodes) == 4 and sum(n.startswith("t") for n in nodes) == 10
     assert len(edges) == (3 + 1 + 3 + 2) + 4  # inputs of each op, plus each op's output
+    # the outputs of Linear, ReLU, Linear are gone after forward (the graph links to them by Edge): drawn
+    # dashed, from the shapes their ops recorded; the loss is alive and drawn with its data
+    assert text_with_data.count('style="filled,dashed"') == 3 and "tensor released after forward" in text_with_data
     text = inspection.to_dot(loss, params=net)
     assert "0.weight" in text and "(5, 4) float32" in text
     loss.backward()

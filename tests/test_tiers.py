@@ -314,8 +314,9 @@ def test_blas_settings_leave_out_what_the_user_set(monkeypatch):
 
 def test_a_script_that_calls_restart_with_blas_settings_runs_once_more_with_them(tmp_path):
     script = tmp_path / "train_mine.py"
-    script.write_text("import os, sys\nimport minivgg as mv\nprint('start', os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-'),"
-                      " sys.argv[1:], flush=True)\nmv.cpu.restart_with_blas_settings()\nprint('running')\n")
+    script.write_text("import os, sys\nimport minivgg as mv\n"
+                      "print('start', os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-'), sys.argv[1:], flush=True)\n"
+                      "mv.cpu.restart_with_blas_settings()\nprint('running')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
     out = subprocess.run([sys.executable, str(script), "--epochs", "2"], capture_output=True, text=True, env=env,
                          check=True).stdout.splitlines()
