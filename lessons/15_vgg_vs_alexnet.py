@@ -119,13 +119,15 @@ claim(a_ratio > 5 and vgg[0]["bytes"] > totals["AlexNet"]["bytes"], "VGG-11's ou
 
 # %%
 section(f"A training step, measured (batch {batch} at {step_size}x{step_size})")
-held, outputs, compute, update = {}, {}, {}, {}
+held, outputs, layer_outputs, compute, update = {}, {}, {}, {}, {}
 images = mv.tensor(rng.random((batch, 1, step_size, step_size)))
 labels = mv.tensor(rng.integers(0, 10, batch))
 for name, build in BUILD.items():
     mv.manual_seed(0)
     net = models.initialize(build(), (1, 1, step_size, step_size))  # the dense layers' inputs depend on the size
-    outputs[name] = batch * sum(r["bytes"] for r in per_layer(net, step_size))
+    rows = per_layer(net, step_size)
+    outputs[name] = batch * sum(r["bytes"] for r in rows)
+    layer_outputs[name] = batch * sum(4 * int(np.prod(r["shape"])) for r in rows)  # the weight layers' own (float32)
     opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     times = []
     for i in range(repeats + 2):  # step 0 also creates the momentum buffers; the last one is traced
@@ -154,9 +156,12 @@ print(f"  VGG-11 / AlexNet: forward and backward {t_ratio:.1f}x, whole step {s_r
       f"{h_ratio:.1f}x; arithmetic {f_ratio:.1f}x, parameters {p_ratio:.1f}x")
 claim(t_ratio > 2, f"VGG-11's forward and backward take {t_ratio:.1f} times AlexNet's")
 claim(h_ratio > 4, f"and the graph it keeps for backward is {h_ratio:.1f} times larger")
-claim(min(held[n] / outputs[n] for n in BUILD) > 0.95, "each graph holds at least its layer outputs: every "
-      "output stays alive until backward has used it, so a step's memory grows with the activations, not the "
-      "parameters")
+for n in BUILD:
+    print(f"  {n:<8}: all outputs {outputs[n] / 2**20:5.1f} MiB, of which the convolutions' and dense layers' own "
+          f"{layer_outputs[n] / 2**20:5.1f} MiB; held {held[n] / 2**20:5.1f} MiB")
+claim(all(outputs[n] - layer_outputs[n] < held[n] < outputs[n] for n in BUILD), "each graph holds the ReLU and "
+      "pooling outputs (what backward needs) but not the weight layers' own outputs: each ReLU keeps its output, so "
+      "the array before it is freed. A step's memory still grows with the activations, not the parameters")
 
 plt = pyplot()
 fig, axes = plt.subplots(3, 1, figsize=(10, 8.5), sharex=True)
@@ -183,8 +188,8 @@ print(f"  figure: {output('15_vgg_vs_alexnet.png')}")
 notice("AlexNet shrinks the image at once (11x11 stride 4); VGG keeps full resolution through its first block, and "
        "arithmetic and activation memory grow with the pixels each layer sees.",
        "VGG's extra parameters sit in the first dense layer (7x7x512 inputs), not in its small 3x3 kernels.",
-       "Between forward and backward a step holds every layer's output, so VGG's large early maps cost memory "
-       "for every image of the batch.")
+       "Between forward and backward a step holds what backward needs, the ReLU and pooling outputs, so VGG's "
+       "large early maps cost memory for every image of the batch.")
 
 exercises("Make VGG's first convolution stride 2. How do FLOPs, memory and accuracy after a short run change?",
           "D2L's AlexNet pads its first layer by 1. Why does 224 then give 54x54 maps?",

@@ -86,8 +86,12 @@ predicted = logits.numpy().argmax(axis=1)
 chosen = np.eye(10, dtype=np.float32)[predicted]  # picks each image's own predicted-class score
 (logits * mv.tensor(chosen)).sum().backward()
 saliency = np.abs(x.grad.numpy()[:, 0])
-claim(np.allclose(saliency[0], np.abs(grad), rtol=1e-4, atol=1e-7), "image 0's map from the batch equals its map "
-      "alone: in evaluation mode the images of a batch do not touch each other, so one backward gives every map")
+gap, other = np.abs(saliency[0] - np.abs(grad)).max(), np.abs(saliency[1] - np.abs(grad)).max()
+print(f"  largest difference from image 0's map alone: image 0 of the batch {gap:.2g}, image 1 {other:.2g} "
+      f"(the map's largest value {np.abs(grad).max():.3g})")
+claim(gap <= 1e-5 * np.abs(grad).max() < other, "image 0's map from the batch equals its map alone, to float32 "
+      "rounding (the products sum in another order for 8 images than for 1): in evaluation mode the images of a "
+      "batch do not touch each other, so one backward gives every map")
 
 # %%
 section("Whose map is it? The trained net's against an untrained one's")
