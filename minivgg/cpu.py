@@ -106,9 +106,11 @@ def restart_with_blas_settings(argv=None):
     Importing minivgg has loaded NumPy, and with it OpenBLAS, before this can run: the only way to give
     OpenBLAS its settings is a fresh process. Call it first thing in a script (the `minivgg` command
     does). `argv`: the arguments after the interpreter (default: this process's own, sys.orig_argv).
-    Returns only if nothing was missing (or off POSIX, where it does nothing)."""
+    Returns only if nothing was missing; does nothing off POSIX and in an interactive session (the Python
+    prompt, Jupyter), which a restart would end: there, set the variables before starting it."""
     settings = blas_settings()
-    if not settings or os.name != "posix":
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive or "ipykernel" in sys.modules
+    if not settings or os.name != "posix" or interactive:
         return
     argv = sys.orig_argv[1:] if argv is None else argv
     os.execve(sys.executable, [sys.executable, *argv], dict(os.environ, **settings))
