@@ -3,6 +3,7 @@ in the same run, and print each variant's time, its ratio to PyTorch and its pea
 
     python benchmarks/step_time.py                         # sizes 32 and 96, batch 128
     python benchmarks/step_time.py --sizes 32 --repeats 5
+    python benchmarks/step_time.py --sizes 32 --variants fast --rounds 5    # five turns each: the ratio's spread
     python benchmarks/step_time.py --baseline /tmp/old     # also time the minivgg checked out in /tmp/old
     python benchmarks/step_time.py --device cuda --sizes 224 --batch 32
 
@@ -155,6 +156,8 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, taking turns; ms and ratio are medians over rounds")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the GPU runs the reference kernels)")
     parser.add_argument("--variants", nargs="+", default=["fast", "fast-tuned", "fast-plain", "reference"],
                         choices=[v for v in VARIANTS if v not in ("torch", "baseline")])
@@ -166,30 +169,47 @@ def main():
         return child(args)
     variants = ["torch"] + args.variants + (["baseline"] if args.baseline else [])
     print(f"one SGD step (momentum 0.9), VGG-11/4 of D2L, batch {args.batch}, {os.cpu_count()} cores, "
-          f"device {args.device}, median of {args.repeats}; ratio = time / PyTorch's time in this run")
+          f"device {args.device}, median of {args.repeats}; ratio = time / PyTorch's time in this run"
+          + (f" (in the same round; medians over {args.rounds} rounds; peak MB: the largest)" if args.rounds > 1 else ""))
     rate = None
     if args.device == "cpu":
         rates = {framework: gemm_rate(framework) for framework in ("numpy", "torch")}
         rate = max(r for r in rates.values() if r) if any(rates.values()) else None
         print("float32 4096x4096 product: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items() if v)
               + "; the arithmetic limit of a step = its FLOPs at the faster rate")
-    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8} {'x limit':>8}")
+    spread = args.rounds > 1
+    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8} {'x limit':>8}"
+          + (f"  ratio in each of {args.rounds} rounds" if spread else ""))
     for size in args.sizes:
         limit_s = step_flops(size, args.batch) / (rate * 1e9) if rate else None
         if limit_s:
             print(f"{size:>5} {'limit':<11} {limit_s * 1e3:>8.1f} {'':>6} {'':>8} {1:>8.2f}  "
                   f"({step_flops(size, args.batch) / 1e9:.1f} GFLOP)")
-        torch_s = None
-        for variant in variants:
-            result, err = measure(variant, size, args)
-            if result is None:
-                print(f"{size:>5} {variant:<11} failed: {err}")
+        results = {variant: [] for variant in variants}  # variant -> one result per round
+        for _ in range(args.rounds):  # PyTorch and minivgg take turns, so each round shares its minutes' noise
+            for variant in variants:
+                result, err = measure(variant, size, args)
+                if result is None:
+                    print(f"{size:>5} {variant:<11} failed: {err}")
+                    continue
+                results[variant].append(result)
+        torch_rounds = results["torch"]
+        for variant, rounds in results.items():
+            if not rounds:
                 continue
-            torch_s = result["median_s"] if variant == "torch" else torch_s
-            ratio = f"{result['median_s'] / torch_s:>6.2f}" if torch_s else f"{'-':>6}"
-            multiple = f"{result['median_s'] / limit_s:>8.2f}" if limit_s else f"{'-':>8}"
-            print(f"{size:>5} {variant:<11} {result['median_s'] * 1e3:>8.1f} {ratio} {result['peak_mb']:>8.0f} "
-                  f"{multiple}", flush=True)
+            ms = _median([r["median_s"] for r in rounds])
+            ratios = [r["median_s"] / t["median_s"] for r, t in zip(rounds, torch_rounds)]
+            ratio = f"{_median(ratios):>6.2f}" if ratios else f"{'-':>6}"
+            multiple = f"{ms / limit_s:>8.2f}" if limit_s else f"{'-':>8}"
+            each = "  " + " ".join(f"{r:.2f}" for r in ratios) if spread and variant != "torch" else ""
+            print(f"{size:>5} {variant:<11} {ms * 1e3:>8.1f} {ratio} {max(r['peak_mb'] for r in rounds):>8.0f} "
+                  f"{multiple}{each}", flush=True)
+
+
+def _median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 if __name__ == "__main__":
