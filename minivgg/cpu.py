@@ -106,8 +106,9 @@ def restart_with_blas_settings(argv=None):
     Importing minivgg has loaded NumPy, and with it OpenBLAS, before this can run: the only way to give
     OpenBLAS its settings is a fresh process. Call it first thing in a script (the `minivgg` command
     does). `argv`: the arguments after the interpreter (default: this process's own, sys.orig_argv).
-    Returns only if nothing was missing; does nothing off POSIX and in an interactive session (the Python
-    prompt, Jupyter), which a restart would end: there, set the variables before starting it."""
+    Returns only if nothing was missing; does nothing off POSIX and when run interactively (at the Python
+    prompt, in Jupyter), where a restart would lose the user's work: there, set the variables before
+    starting Python."""
     settings = blas_settings()
     interactive = hasattr(sys, "ps1") or sys.flags.interactive or "ipykernel" in sys.modules
     if not settings or os.name != "posix" or interactive:

@@ -335,12 +335,12 @@ def test_the_fast_linear_layer_answers_in_row_order_whatever_its_input_layout():
     assert x.grad.data.flags.c_contiguous
 
 
-def test_restart_with_blas_settings_leaves_an_interactive_session_alone(monkeypatch):
+def test_restart_with_blas_settings_leaves_the_interactive_prompt_alone(monkeypatch):
     monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
-    monkeypatch.setattr(os, "execve", lambda *args: pytest.fail("an interactive session was restarted"))
+    monkeypatch.setattr(os, "execve", lambda *args: pytest.fail("the interactive prompt was restarted"))
     monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     cpu.restart_with_blas_settings()  # returns: the prompt stays
     monkeypatch.delattr(sys, "ps1")
     monkeypatch.setattr(os, "execve", lambda *args: sys.exit("restarted"))
-    with pytest.raises(SystemExit, match="restarted"):  # the same call outside a session restarts
+    with pytest.raises(SystemExit, match="restarted"):  # the same call in a script restarts
         cpu.restart_with_blas_settings(["-c", "pass"])
