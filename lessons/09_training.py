@@ -8,7 +8,7 @@ import numpy as np
 import minivgg as mv
 from minivgg import data, models, optim, train
 import minivgg.functional as F
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, output, pyplot, save_figure, section
 
 section("The data")
 train_x, train_y = data.load_fashion_mnist("train")
@@ -23,9 +23,7 @@ for ax, image, label in zip(axes.ravel(), train_x[:18], train_y[:18]):
     ax.set_title(data.text_labels[label], fontsize=8)
     ax.axis("off")
 fig.suptitle("The first 18 training images and their labels")
-fig.tight_layout()
-fig.savefig(output("09_fashion_mnist.png"), dpi=80)
-print(f"  a grid of images with their labels: {output('09_fashion_mnist.png')}")
+save_figure(fig, "09_fashion_mnist.png", dpi=80, label="a grid of images with their labels")
 
 # %%
 section("Batches on the device")
@@ -111,9 +109,7 @@ for e in range(1, epochs):
 ax.set(xlabel="epoch", ylabel="training loss", title="D2L's loss curve is a running mean, restarted every epoch")
 ax.grid(True)
 ax.legend()
-fig.tight_layout()
-fig.savefig(output("09_loss_curve.png"), dpi=100)
-print(f"  both curves: {output('09_loss_curve.png')}")
+save_figure(fig, "09_loss_curve.png", dpi=100, label="both curves")
 
 notice("An untrained net does worse than guessing evenly (log 10): its random scores favour classes for no reason.",
        "D2L's loss curve averages over the epoch so far, so it lags behind the batches and drops at each new "

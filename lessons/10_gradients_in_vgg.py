@@ -10,7 +10,7 @@ import numpy as np
 import minivgg as mv
 from minivgg import inspection, models, nn, optim
 import minivgg.functional as F
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 ratio, size, batch = (8, 32, 8) if QUICK else (1, 32, 16)  # ratio divides the channels; 1 is the paper's width
 lr = 0.01
@@ -192,9 +192,7 @@ axes[1].set_ylabel("gradient norm (bias)")
 axes[2].set_ylabel("update / weight norm")
 axes[0].legend(fontsize=8)
 fig.suptitle(f"Configuration E (channels / {ratio}), one SGD step, four initializations", fontsize=11)
-fig.tight_layout()
-fig.savefig(output("10_gradient_flow.png"), dpi=90)
-print(f"  figure: {output('10_gradient_flow.png')}")
+save_figure(fig, "10_gradient_flow.png")
 
 notice("Too small a std starves every layer: the signal shrinks forward, the gradient shrinks backward, and "
        "a step moves the weights by nothing; too large a std blows both up.",

@@ -7,7 +7,7 @@ import numpy as np
 
 import minivgg as mv
 from minivgg import evaluation, models, nn
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 train_size = 64 if QUICK else 224  # five poolings leave 2x2 (quick) or 7x7 (the paper's 224) maps
 big_size = 2 * train_size
@@ -126,9 +126,7 @@ ax.set_title("|d score(0, 0) / d pixel| of the dense net (black: 0)", fontsize=1
 ax.set_xlabel("input column")
 ax.set_ylabel("input row")
 fig.colorbar(shown, ax=ax, label="log10 |gradient|")
-fig.tight_layout()
-fig.savefig(output("13_receptive_field.png"), dpi=90)
-print(f"  figure: {output('13_receptive_field.png')}")
+save_figure(fig, "13_receptive_field.png")
 
 # %%
 section("Dense against multi-crop over the same windows")

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import minivgg as mv  # noqa: E402
 import minivgg.functional as F  # noqa: E402
 from minivgg import cpu, fast_cpu, models  # noqa: E402
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section  # noqa: E402
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section  # noqa: E402
 
 cpu.tune()  # freed buffers are kept for reuse, so a timed call does not pay page faults for fresh memory
 batch, repeats, step_repeats = (64, 25, 3) if QUICK else (128, 40, 5)  # repeats: for one op, cheap
@@ -262,9 +262,7 @@ ax.set_xlabel("time, ms (log scale; best of the repeats); the number: reference 
 ax.set_title(f"Reference against fast kernels, batch {batch}")
 ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5))
 ax.grid(True, axis="x", which="both", alpha=0.3)
-fig.tight_layout()
-fig.savefig(output("14_two_tiers.png"), dpi=90)
-print(f"  figure: {output('14_two_tiers.png')}")
+save_figure(fig, "14_two_tiers.png")
 
 notice("The two tiers compute the same numbers; only the convolutions differ, in the last bits, because their sums "
        "run in another order.",

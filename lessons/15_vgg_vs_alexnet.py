@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import minivgg as mv  # noqa: E402
 import minivgg.functional as F  # noqa: E402
 from minivgg import models, nn, optim  # noqa: E402
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section  # noqa: E402
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section  # noqa: E402
 
 SIZE = 224
 step_size, batch, repeats = (112, 2, 3) if QUICK else (224, 4, 3)
@@ -181,9 +181,7 @@ axes[0].legend([bars[0], bars[-1]], [f"{n}: {t['flops'] / 1e9:.1f} GFLOPs, {t['p
 fig.suptitle(f"D2L's AlexNet against D2L's VGG-11, one {SIZE}x{SIZE} image, per weight layer\n(activations: its "
              "output and the ReLU/pooling outputs after it; @: the output map's side)")
 axes[2].set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-fig.tight_layout()
-fig.savefig(output("15_vgg_vs_alexnet.png"), dpi=90)
-print(f"  figure: {output('15_vgg_vs_alexnet.png')}")
+save_figure(fig, "15_vgg_vs_alexnet.png")
 
 notice("AlexNet shrinks the image at once (11x11 stride 4); VGG keeps full resolution through its first block, and "
        "arithmetic and activation memory grow with the pixels each layer sees.",

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import minivgg as mv  # noqa: E402
 import minivgg.functional as F  # noqa: E402
 from minivgg import data, models, nn, optim, train  # noqa: E402
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section  # noqa: E402
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section  # noqa: E402
 
 mv.cpu.tune()  # freed buffers are kept for reuse: steady step times
 CONFIGS = ("A", "A-LRN")
@@ -167,9 +167,7 @@ bx.set_ylabel(f"test accuracy ({n_test} images)")
 bx.set_title("Test accuracy after training")
 bx.legend(loc="upper center", fontsize=8)
 bx.grid(True, axis="y", alpha=0.3)
-fig.tight_layout()
-fig.savefig(output("16_lrn.png"), dpi=90)
-print(f"  figure: {output('16_lrn.png')}")
+save_figure(fig, "16_lrn.png")
 
 notice("LRN adds no parameters but costs memory and time, and A-LRN is no more accurate than A beyond the noise "
        "(the spread between two seeds of one network, or the test set's own uncertainty).",

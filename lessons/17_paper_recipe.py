@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 import minivgg as mv  # noqa: E402
 from minivgg import data, models, nn, recipe, train  # noqa: E402
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section  # noqa: E402
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section  # noqa: E402
 
 mv.cpu.tune()  # freed buffers are kept for reuse: steadier step times
 # Quick mode narrows the two 4096-wide dense layers to 256: a step then costs a fraction, the blocks are D2L's.
@@ -121,9 +121,7 @@ for row in range(4):
 fig.suptitle("The same four images as the recipe's training loader hands them on, epoch after epoch\n(32x32 crops "
              "of the image rescaled to 36..44, flips, intensity shift, mean subtracted; the views share "
              "one grey scale)")
-fig.tight_layout()
-fig.savefig(output("17_augmentation.png"), dpi=80)
-print(f"  figure: {output('17_augmentation.png')}")
+save_figure(fig, "17_augmentation.png", dpi=80)
 
 # %%
 section(f"A short run with and without: {n_train} training images, {epochs} epochs, batch {batch}, Adam lr 1e-3")
@@ -189,9 +187,7 @@ for ax, (name, r) in zip(axes, records.items()):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
 axes[0].set_ylabel("accuracy (evaluation mode)")
-fig.tight_layout()
-fig.savefig(output("17_recipe.png"), dpi=90)
-print(f"  figure: {output('17_recipe.png')}")
+save_figure(fig, "17_recipe.png")
 
 notice("The recipe's augmentation shows the network a different crop, scale and flip of each image every epoch, "
        "so memorising the training images pays less: the training accuracy stays closer to the test accuracy.",

@@ -8,7 +8,7 @@ import numpy as np
 
 import minivgg as mv
 from minivgg import data, inspection, models, nn, optim, train
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 ratio, size, batch = 8, 32, 64
 steps_a, steps_b = (60, 30) if QUICK else (300, 150)
@@ -118,7 +118,7 @@ for name, net in starts.items():
     first = np.array([monitor.history[0]["params"][n]["norm"] for n in weights])
     results[name] = {"losses": losses, "first_step": first, "end": float(np.mean(losses[-10:]))}
 
-print(f"\n  gradient norm per weight layer at the first step (input to output):")
+print("\n  gradient norm per weight layer at the first step (input to output):")
 print(f"  {'':<20}" + "".join(f"{n[:-7]:>9}" for n in weights))
 for name, r in results.items():
     print(f"  {name:<20}" + "".join(f"{v:>9.1e}" for v in r["first_step"]))
@@ -154,10 +154,7 @@ right.set_xlabel("weight layer (*: random in the paper's warm start;\n0.2 and 1.
 right.set_ylabel("gradient norm, first step")
 right.set_title("where the gradient reaches")
 right.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(output("18_warm_start.png"), dpi=90)
-plt.close(fig)
-print(f"  figure: {output('18_warm_start.png')}")
+save_figure(fig, "18_warm_start.png")
 
 notice("A fixed std such as 0.01 shrinks the signal by std x sqrt(fan-in / 2) per layer; stacked ten times the "
        "image never reaches the output, and the gradient never reaches the image side.",

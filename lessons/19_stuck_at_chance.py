@@ -6,7 +6,7 @@ import numpy as np
 
 import minivgg as mv
 from minivgg import data, inspection, models, nn, optim, train
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 ratio, n_train = (16, 2560) if QUICK else (8, 12800)
 size, batch = 32, 64
@@ -119,10 +119,7 @@ right.axvline(died, color="tab:red", linestyle="--", label=f"lr 0.1: exactly 0 f
               "on a log axis)")
 right.set(xlabel="step", ylabel=f"gradient norm of {first_name}", title="first convolution's gradient")
 right.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(output("19_stuck_at_chance.png"), dpi=90)
-plt.close(fig)
-print(f"  figure: {output('19_stuck_at_chance.png')}")
+save_figure(fig, "19_stuck_at_chance.png")
 
 notice("Accuracy at exactly one class's share and a loss pinned at log 10 mean the output ignores the input: look "
        "for a layer whose output is the same for every image.",

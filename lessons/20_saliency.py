@@ -6,7 +6,7 @@ import numpy as np
 
 import minivgg as mv
 from minivgg import data, models, optim, train
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 section("A small VGG, trained briefly")
 train_x, train_y = data.load_fashion_mnist("train")
@@ -143,10 +143,7 @@ axes[2, 0].set_ylabel("|d score / d x|\nuntrained", fontsize=8)
 fig.suptitle("|gradient of the predicted class's score| per pixel, each map on its own scale "
              "(bright: moves the score most; red title: a wrong prediction)",
              fontsize=9)
-fig.tight_layout()
-fig.savefig(output("20_saliency.png"), dpi=90)
-plt.close(fig)
-print(f"  figure: {output('20_saliency.png')}")
+save_figure(fig, "20_saliency.png")
 
 # %%
 section("The first layer's filters")
@@ -170,10 +167,7 @@ for row, name in enumerate(("initial", "trained", "its response\nto image 0")):
     axes[row, 0].set_ylabel(name, fontsize=8)
 fig.suptitle("First-layer 3x3 filters (red positive, blue negative, each on its own scale)\nand what each "
              "passes on after ReLU", fontsize=9)
-fig.tight_layout()
-fig.savefig(output("20_filters.png"), dpi=90)
-plt.close(fig)
-print(f"  figure: {output('20_filters.png')}")
+save_figure(fig, "20_filters.png")
 
 notice("A saliency map is the ordinary backward pass with the image as the leaf: x.requires_grad, one logit's "
        "backward(), then x.grad.",

@@ -11,7 +11,7 @@ import numpy as np
 import minivgg as mv
 from minivgg import data, models, nn, optim, train
 import minivgg.functional as F
-from lesson import QUICK, claim, exercises, notice, output, pyplot, section
+from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 ratio, n_base, base_epochs = (16, 3000, 2) if QUICK else (8, 30000, 2)
 size, negative, positive, per_class = 32, 5, 7, 100  # the task: sandal (0) or sneaker (1)?
@@ -145,10 +145,7 @@ ax.set_ylim(0, 1.05)
 ax.set_ylabel(f"test accuracy ({n:,} images, ±1 s.e.)", fontsize=9)
 ax.set_title(f"{data.text_labels[negative]} or {data.text_labels[positive]}? {len(small_y)} training images",
              fontsize=10)
-fig.tight_layout()
-fig.savefig(output("21_transfer_learning.png"), dpi=90)
-plt.close(fig)
-print(f"  figure: {output('21_transfer_learning.png')}")
+save_figure(fig, "21_transfer_learning.png")
 
 notice("Freezing is per parameter: requires_grad_(False) on a module reaches every parameter below it, backward "
        "skips them, and an optimizer built from the trainable ones never sees them.",

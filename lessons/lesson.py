@@ -14,6 +14,14 @@ def output(name):
     return os.path.join(OUTPUT, name)
 
 
+def save_figure(fig, name, dpi=90, label="figure"):
+    """Lay out `fig`, write it to lessons/output/`name`, close it and print where it went."""
+    fig.tight_layout()
+    fig.savefig(output(name), dpi=dpi)
+    pyplot().close(fig)
+    print(f"  {label}: {output(name)}")
+
+
 def claim(condition, sentence):
     """State a fact in plain words, and stop the lesson if it is not true."""
     assert condition, "the lesson's claim failed: " + sentence
