@@ -83,7 +83,7 @@ def main():
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--kernels", choices=mv.backend.KERNEL_TIERS, default="fast")
+    parser.add_argument("--kernels", choices=mv.tiers.TIERS, default="fast")
     args = parser.parse_args()
     mv.cpu.restart_with_blas_settings()  # OpenBLAS started as `minivgg train` starts it
     mv.cpu.tune()

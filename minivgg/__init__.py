@@ -32,13 +32,14 @@ from .ops import (
     tanh,
     transpose,
 )
-from .backend import get_array_module, get_kernels, kernels, manual_seed, set_kernels
+from .backend import get_array_module, manual_seed
+from .tiers import get_kernels, kernels, set_kernels
 from .gradcheck import GradcheckError, gradcheck  # the function, as torch.autograd.gradcheck
 
 __version__ = "0.1.0"
 
 _SUBMODULES = ("cli", "cpu", "data", "doctor", "evaluation", "fast_cpu", "functional", "inspection", "models", "nn",
-               "optim", "plotting", "recipe", "serialization", "train")
+               "optim", "plotting", "recipe", "serialization", "tiers", "train")
 _NAMES = {"summary": "models", "save": "serialization", "load": "serialization"}  # name -> submodule it is in
 
 

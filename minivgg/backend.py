@@ -259,36 +259,3 @@ def generator_state():
 
 def set_generator_state(state):
     get_generator("cpu").bit_generator.state = state
-
-
-# ---- which kernels run ---------------------------------------------------------------------------------
-# "reference": the plain kernels of functional.py, everywhere. "fast": on the CPU, the tuned variants of
-# fast_cpu.py (same numbers, faster); on the GPU the reference kernels still run, as CuPy's own kernels
-# are already parallel and the reference layout (NCHW) is the one they read fastest.
-KERNEL_TIERS = ("reference", "fast")
-_kernels = "fast"
-
-
-def get_kernels():
-    """The active kernel tier: 'reference' or 'fast'."""
-    return _kernels
-
-
-def set_kernels(tier):
-    """Choose the kernel tier ('reference' or 'fast') for every op from now on; returns the previous one."""
-    global _kernels
-    if tier not in KERNEL_TIERS:
-        raise ValueError(f"set_kernels: unknown tier {tier!r}; use 'reference' (the readable kernels of "
-                         "minivgg/functional.py) or 'fast' (the tuned CPU kernels of minivgg/fast_cpu.py)")
-    previous, _kernels = _kernels, tier
-    return previous
-
-
-@contextlib.contextmanager
-def kernels(tier):
-    """`with minivgg.kernels("reference"): ...` runs the block with that tier, then restores the previous."""
-    previous = set_kernels(tier)
-    try:
-        yield
-    finally:
-        set_kernels(previous)

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-from . import backend, models
+from . import backend, models, tiers
 from .recipe import (DEVICE_DEFAULTS, IMAGENET_MEAN, IMAGENET_STD, MODEL_KEYS, PIXEL_KEYS, RECIPES, augment_loaders,
                      build_model, build_optimizer, describe_augment, fill_defaults, input_size)
 from .train import CHECKPOINT, INTERRUPTED
@@ -319,7 +319,7 @@ def cmd_train(args):
     if describe_augment(config):
         print(describe_augment(config))
     if device == "cpu":
-        print(f"cpu: {backend.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
+        print(f"cpu: {tiers.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
     if args.resume:
         print(f"resuming after epoch {start}")
     if copied is not None:

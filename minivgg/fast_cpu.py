@@ -1,8 +1,8 @@
 """The fast tier: CPU variants of the reference kernels in functional.py, computing the same numbers.
 
 Each class here subclasses the reference op of the same name and says what it does differently and
-why. They run on NumPy arrays when `minivgg.get_kernels() == "fast"` (the default); functional.py picks
-them (`VARIANTS`), and tests/test_tiers.py checks each against its reference. The tricks, in short:
+why. They run on NumPy arrays when `minivgg.get_kernels() == "fast"` (the default); each registers
+itself with `tiers.fast_variant_of`, and tests/test_tiers.py checks each against its reference. The tricks, in short:
 
 - Batch innermost. Convolution outputs stay in memory as (K, OH, OW, N), viewed as (N, K, OH, OW). The
   next im2col then copies runs of OW*N values instead of OW, which matters once maps are 4x4 or 2x2,
@@ -15,6 +15,7 @@ import numpy as np
 
 from . import cpu
 from . import functional as F
+from .tiers import fast_variant_of
 
 
 def memory_order(array):
@@ -114,6 +115,7 @@ def channel_groups(x_shape, kernel, out_size, itemsize):
     return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
 
 
+@fast_variant_of(F.Conv2dFunction)
 class Conv2dFunction(F.Conv2dFunction):
     """The reference convolution on batch-innermost columns: the product W (K, C*KH*KW) @ col gives
     (K, OH*OW*N), returned as a (N, K, OH, OW) view without a copy.
@@ -167,6 +169,7 @@ class Conv2dFunction(F.Conv2dFunction):
         return gx, gw, gb
 
 
+@fast_variant_of(F.MaxPool2dFunction)
 class MaxPool2dFunction(F.MaxPool2dFunction):
     """The reference max-pooling without the (N, C, KH*KW, OH, OW) window array: a running maximum over
     the KH*KW offsets, and the winning offset kept as one byte per output (a compact argmax), updated
@@ -230,6 +233,7 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
 
 
+@fast_variant_of(F.ReLUFunction)
 class ReLUFunction(F.ReLUFunction):
     """The reference ReLU in slices on threads, each output in its input's memory order."""
 
@@ -244,6 +248,7 @@ class ReLUFunction(F.ReLUFunction):
         return gx
 
 
+@fast_variant_of(F.LinearFunction)
 class LinearFunction(F.LinearFunction):
     """The reference linear layer, with its output and input gradient always in row order (N, features):
     the dropout and ReLU after it then run over arrays laid out alike (the dropout mask is drawn in row
@@ -264,6 +269,3 @@ class LinearFunction(F.LinearFunction):
         gb = gy.sum(axis=0) if F._wants(self, 2) else None
         return gx, gw, gb
 
-
-VARIANTS = {F.Conv2dFunction: Conv2dFunction, F.MaxPool2dFunction: MaxPool2dFunction,
-            F.ReLUFunction: ReLUFunction, F.LinearFunction: LinearFunction}

@@ -8,7 +8,7 @@ CPU and the GPU. On the CPU, `minivgg.set_kernels("fast")` (the default) swaps i
 """
 import numpy as np
 
-from . import backend
+from . import backend, tiers
 from .autograd import Function, Tensor, _as_tensor
 from .ops import flatten as _flatten
 
@@ -61,11 +61,7 @@ def _wants(fn, i):
 def _choose(reference, x):
     """The op class to run on array x: the fast CPU variant of `reference` when the fast tier is on
     and x is a NumPy array, else `reference` itself (always on the GPU)."""
-    if backend.get_kernels() == "fast" and backend.get_array_module(x) is np:
-        from . import fast_cpu
-
-        return fast_cpu.VARIANTS.get(reference, reference)
-    return reference
+    return tiers.variant(reference, backend.get_array_module(x))
 
 
 def _data(x):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from . import backend, cpu
+from . import backend, cpu, tiers
 from .autograd import no_grad
 
 _CHUNK = 1 << 17  # elements per piece (512 KB of float32) when an update is split across CPU threads
@@ -18,7 +18,7 @@ def _in_pieces(update, *arrays):
     by piece on the CPU threads for large arrays: pieces of 512 KB per array stay in a core's cache
     across the update's several passes. Same arithmetic, same result either way.
     """
-    if (backend.get_kernels() != "fast" or backend.get_array_module(arrays[0]) is not np
+    if (tiers.get_kernels() != "fast" or backend.get_array_module(arrays[0]) is not np
             or arrays[0].size < 4 * _CHUNK or not all(a.flags.c_contiguous for a in arrays)):
         update(*arrays)
         return

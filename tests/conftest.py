@@ -7,7 +7,7 @@ import minivgg
 
 
 def pytest_addoption(parser):
-    parser.addoption("--kernels", choices=minivgg.backend.KERNEL_TIERS, default="fast",
+    parser.addoption("--kernels", choices=minivgg.tiers.TIERS, default="fast",
                      help="the kernel tier every test runs under (tests that name a tier keep theirs)")
 
 
