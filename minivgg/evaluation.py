@@ -12,14 +12,13 @@ DataLoader yields them) and returns soft-max scores (N, classes) as a float32 ar
 `predict` and `evaluate` run them over a loader, batch by batch. All of it runs in evaluation mode without a
 graph, with array functions NumPy and CuPy share, so the same code evaluates on the CPU and on the GPU.
 """
-import contextlib
-
 import numpy as np
 
 from . import backend, models
 from . import functional as F
-from .autograd import Tensor, no_grad
+from .autograd import Tensor
 from .data import resize_bilinear
+from .nn.utils import device_of, evaluating
 
 MODES = ("plain", "dense", "multi-crop")
 # The paper's crops of 224 come from images rescaled to 256: multi-crop keeps that ratio when no scale is given.
@@ -45,26 +44,10 @@ def crop_offsets(size, crop, grid):
     return sorted({i * room // (grid - 1) for i in range(grid)})  # a set: at a small room positions coincide
 
 
-def _device_of(net):
-    return next(net.parameters()).device
-
-
-@contextlib.contextmanager
-def evaluating(net):
-    """Evaluation mode (dropout off), no graph, CuPy's current device the net's; the mode is restored."""
-    was_training = net.training
-    net.eval()
-    try:
-        with no_grad(), backend.use_device(_device_of(net)):
-            yield
-    finally:
-        net.train(was_training)
-
-
 def _as_array(net, images):
     """The images as a float32 (N, C, H, W) array on the net's device."""
     x = images.data if isinstance(images, Tensor) else images
-    x = backend.to_device(x, _device_of(net))
+    x = backend.to_device(x, device_of(net))
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
     return x if x.dtype == np.float32 else x.astype(np.float32)

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor, graph_functions
+from .nn.utils import eval_mode, leaf_modules
 
 
 def _norm(array):
@@ -265,17 +266,6 @@ class GradientMonitor:
 # ---------------------------------------------------------------------------------------------------
 # Compare with PyTorch
 # ---------------------------------------------------------------------------------------------------
-def _leaf_layers(net, prefix=""):
-    """(dotted name, module) of every module without children, in forward order."""
-    children = list(net.named_children())
-    if not children:
-        return [(prefix, net)]
-    layers = []
-    for name, child in children:
-        layers += _leaf_layers(child, f"{prefix}.{name}" if prefix else name)
-    return layers
-
-
 def _torch_layer(m, torch, dropout):
     from . import nn
 
@@ -310,7 +300,7 @@ def to_torch(net, dropout=True):
     dropout=False puts Identity where the network has Dropout (for exact comparisons)."""
     import torch
 
-    return torch.nn.Sequential(*[_torch_layer(m, torch, dropout) for _, m in _leaf_layers(net)])
+    return torch.nn.Sequential(*[_torch_layer(m, torch, dropout) for _, m in leaf_modules(net)])
 
 
 def compare_with_torch(net, images, labels, file=None):
@@ -325,11 +315,9 @@ def compare_with_torch(net, images, labels, file=None):
 
     images = images if isinstance(images, Tensor) else Tensor(np.asarray(images, dtype=np.float32))
     labels = labels if isinstance(labels, Tensor) else Tensor(np.asarray(labels, dtype=np.int64))
-    layers = _leaf_layers(net)
+    layers = leaf_modules(net)
     twins = list(to_torch(net, dropout=False))
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         net.zero_grad()
         x, tx = images, torch.from_numpy(images.numpy())
         ours, theirs = [], []
@@ -341,8 +329,6 @@ def compare_with_torch(net, images, labels, file=None):
             theirs.append(tx)
         F.cross_entropy(x, labels).backward()
         torch.nn.functional.cross_entropy(tx, torch.from_numpy(labels.numpy())).backward()
-    finally:
-        net.train(was_training)
     rows = []
     for (name, m), t, a, ta in zip(layers, twins, ours, theirs):
         row = {"layer": name, "type": type(m).__name__, "shape": tuple(a.shape),
@@ -370,7 +356,7 @@ def layer_table(net, images, labels, file=None):
     and the gradient norm arriving at its output, plus each parameter's gradient norm."""
     from .train import classification_loss
 
-    layers = _leaf_layers(net)
+    layers = leaf_modules(net)
     outputs = []
     x = images
     for name, m in layers:

@@ -11,6 +11,7 @@ from . import backend, nn
 from .autograd import Tensor, no_grad
 from .backend import array_module_for
 from .nn.module import key_problems
+from .nn.utils import eval_mode, leaf_modules
 
 # D2L's VGG-11: (number of convolutions, output channels) per block.
 CONV_ARCH = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -121,14 +122,9 @@ def _block_outputs(net, x):
 def _dry_run(net, input_shape, device):
     """One forward pass on zeros, without a graph and in evaluation mode, on `device` (made CuPy's current
     device); materializes lazy layers."""
-    was_training = net.training
-    net.eval()
-    try:
-        with no_grad(), backend.use_device(device):
-            x = Tensor(array_module_for(device).zeros(input_shape, dtype=np.float32))
-            return _block_outputs(net, x)
-    finally:
-        net.train(was_training)
+    with eval_mode(net), no_grad(), backend.use_device(device):
+        x = Tensor(array_module_for(device).zeros(input_shape, dtype=np.float32))
+        return _block_outputs(net, x)
 
 
 INITIALIZERS = {
@@ -184,7 +180,7 @@ def summary(net, input_shape, file=None, device="cpu", per_layer=False):
 
 
 def _layer_summary(net, input_shape, file, device):
-    leaves = [(name, m) for name, m in net.named_modules() if not m._modules and m is not net] or [("", net)]
+    leaves = leaf_modules(net)
     shapes = {}
 
     def recorder(name):
@@ -276,7 +272,7 @@ def _torchvision_names(net):
     the identity at 224x224. The leaf layers of vgg_from_config's blocks and dense head come in the same
     order, so a leaf's position before the Flatten is its `features` index and after it its
     `classifier` index."""
-    leaves = [(name, m) for name, m in net.named_modules() if not m._modules and m is not net]
+    leaves = leaf_modules(net)
     flatten_at = next((i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Flatten)), None)
     if flatten_at is None:
         raise ValueError("load_torchvision_weights: the network has no Flatten layer between its convolutional "

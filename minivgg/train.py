@@ -12,8 +12,7 @@ import numpy as np
 
 from . import backend, cuda
 from . import functional as F
-from .autograd import no_grad
-from .nn.utils import clip_grad_norm_
+from .nn.utils import clip_grad_norm_, device_of, evaluating
 from .serialization import load, save
 
 CHECKPOINT = "checkpoint.npz"
@@ -54,31 +53,24 @@ def predicted_labels(logits):
 
 def evaluate_accuracy(net, loader):
     """Fraction of correctly classified examples over `loader`, in evaluation mode, without a graph."""
-    was_training = net.training
-    net.eval()
     correct, total = 0, 0
-    with no_grad(), backend.use_device(_device_of(net)):
+    with evaluating(net):
         for images, labels in loader:
             predicted = predicted_labels(net(images))
             correct += (predicted == labels.data).sum()  # stays on the device until the end
             total += labels.shape[0]
-    net.train(was_training)
     return float(correct) / max(total, 1)
 
 
 def predict(net, loader):
-    """(predicted labels, true labels) as NumPy arrays over the whole loader."""
-    net.eval()
+    """(predicted labels, true labels) as NumPy arrays over the whole loader, in evaluation mode; the net's
+    mode is restored, as in `evaluation.predict`."""
     preds, trues = [], []
-    with no_grad(), backend.use_device(_device_of(net)):
+    with evaluating(net):
         for images, labels in loader:
             preds.append(backend.to_numpy(predicted_labels(net(images))))
             trues.append(labels.numpy())
     return np.concatenate(preds), np.concatenate(trues)
-
-
-def _device_of(net):
-    return next(net.parameters()).device
 
 
 def plot_history(history, path):
@@ -218,7 +210,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
     cross_entropy; a KeyboardInterrupt leaves with `.step` set to the steps done, for the caller's message."""
     loader.set_epoch(epoch)
     net.train()
-    device = _device_of(net)
+    device = device_of(net)
     seed = getattr(loader, "seed", 0)
     with backend.use_device(device):
         xp = backend.array_module_for(device)
@@ -298,7 +290,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     pool held during the epoch (cuda.memory_info()["peak"]).
     """
     history = history or {"epochs": [], "points": []}
-    device = _device_of(net)
+    device = device_of(net)
     with backend.use_device(device):
         run = RunFolder(out_dir) if out_dir else None
         total_examples, total_time = 0, 0.0

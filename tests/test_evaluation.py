@@ -122,6 +122,21 @@ def test_evaluate_over_a_loader_agrees_with_plain_accuracy(net):
                                   np.concatenate(by_batch))
 
 
+def test_predict_and_accuracy_leave_the_mode_as_they_found_it(net):
+    rng = np.random.default_rng(3)
+    loader = data.DataLoader((rng.integers(0, 256, (8, 32, 32), dtype=np.uint8), rng.integers(0, 10, 8)), 4)
+    for helper in (train.predict, evaluation.predict, train.evaluate_accuracy, evaluation.evaluate):
+        for mode in (True, False):
+            net.train(mode)
+            helper(net, loader)
+            assert all(m.training is mode for m in net.modules()), helper.__qualname__
+    net.train()
+    with nn.utils.evaluating(net):
+        assert not net.training and not mv.is_grad_enabled()
+    assert net.training and mv.is_grad_enabled()
+    assert nn.utils.device_of(net) == "cpu" and nn.utils.device_of(nn.ReLU()) == "cpu"
+
+
 def test_multi_scale_with_one_scale_is_single_scale(net):
     raw = _images(5, 28)
     for q in (32, 40):

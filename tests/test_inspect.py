@@ -187,7 +187,7 @@ def test_compare_with_torch_on_vgg11_quarter(rng):
     net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, 32, 32))
     images = rng.random((4, 1, 32, 32)).astype(np.float32)
     rows = inspection.compare_with_torch(net, images, np.array([0, 3, 5, 9]), file=io.StringIO())
-    assert len(rows) == len(inspection._leaf_layers(net)) == 29
+    assert len(rows) == len(nn.utils.leaf_modules(net)) == 29
     worst = max(max(v for k, v in r.items() if k in ("activation", "grad_output", "weight_grad", "bias_grad"))
                 for r in rows)
     assert worst < 1e-4

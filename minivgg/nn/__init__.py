@@ -3,7 +3,8 @@
 module: Module, Parameter.  container: Sequential, call_layer.  conv: Conv2d, LazyConv2d.
 linear: Linear, LazyLinear, Flatten.  pooling: MaxPool2d, GlobalAvgPool2d.  activation: ReLU.
 dropout: Dropout.  normalization: LocalResponseNorm.  loss: CrossEntropyLoss, BCEWithLogitsLoss.
-lazy: what the lazy layers share.  init: weight initializers.  utils: clip_grad_norm_.
+lazy: what the lazy layers share.  init: weight initializers.
+utils: device_of, evaluating, leaf_modules, clip_grad_norm_.
 """
 from ..autograd import no_grad
 from . import init, utils

@@ -126,15 +126,42 @@ class Module:
     def modules(self):
         return (m for _, m in self.named_modules())
 
-    def named_parameters(self, prefix=""):
-        """(dotted name, Parameter) in definition order, e.g. ('0.0.weight', ...)."""
+    def named_parameters(self, prefix="", recurse=True):
+        """(dotted name, Parameter) in definition order, e.g. ('0.0.weight', ...); with recurse=False only
+        this module's own parameters."""
         for name, p in self._parameters.items():
             yield (f"{prefix}.{name}" if prefix else name), p
-        for name, child in self._modules.items():
-            yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
+        if recurse:
+            for name, child in self._modules.items():
+                yield from child.named_parameters(f"{prefix}.{name}" if prefix else name)
 
-    def parameters(self):
-        return (p for _, p in self.named_parameters())
+    def parameters(self, recurse=True):
+        return (p for _, p in self.named_parameters(recurse=recurse))
+
+    def get_submodule(self, target):
+        """The sub-module at the dotted path `target` ('' is self), e.g. net.get_submodule('0.2')."""
+        module = self
+        for part in target.split(".") if target else []:
+            if part not in module._modules:
+                raise AttributeError(f"{type(module).__name__} has no sub-module {part!r} (looking up {target!r})")
+            module = module._modules[part]
+        return module
+
+    def get_parameter(self, target):
+        """The parameter at the dotted path `target`, e.g. net.get_parameter('0.0.weight')."""
+        owner, _, name = target.rpartition(".")
+        module = self.get_submodule(owner)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(module).__name__} has no parameter {name!r} (looking up {target!r})")
+        return module._parameters[name]
+
+    def add_module(self, name, module):
+        """Register `module` as the child `name` (as assigning the attribute does); None removes it."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {type(module).__name__} is not a Module")
+        setattr(self, str(name), module)
+
+    register_module = add_module
 
     def apply(self, fn):
         """Call fn(module) on every sub-module and then on self (PyTorch's order)."""
@@ -217,17 +244,12 @@ class Module:
         for name, p in own.items():
             value = state[name]
             value = value.data if isinstance(value, Tensor) else value
-            device = p.device if p.is_materialized else getattr(self._owner_of(name), "device", "cpu")
+            owner = self.get_submodule(name.rpartition(".")[0])
+            device = p.device if p.is_materialized else getattr(owner, "device", "cpu")
             p.data = backend.to_device(backend.get_array_module(value).array(value, dtype=np.float32, copy=True),
                                        device)
             p._lazy = False
         return self
-
-    def _owner_of(self, dotted):
-        module = self
-        for part in dotted.split(".")[:-1]:
-            module = module._modules[part]
-        return module
 
     # ---- printing -------------------------------------------------------------------------------
     def extra_repr(self):

@@ -1,7 +1,42 @@
-"""Helpers on parameters' gradients, named as in `torch.nn.utils`."""
+"""Helpers on modules: their device, evaluation without a graph, their leaf layers; and on parameters'
+gradients, `clip_grad_norm_` as in `torch.nn.utils`."""
+import contextlib
 import math
 
 from .. import backend
+from ..autograd import no_grad
+
+
+def device_of(module):
+    """The device of a module's parameters ('cpu' or 'cuda:N'); 'cpu' for a module without any."""
+    first = next(module.parameters(), None)
+    return "cpu" if first is None else first.device
+
+
+@contextlib.contextmanager
+def eval_mode(module):
+    """Evaluation mode (dropout off) inside the block, the module's previous mode restored on leaving; the
+    graph is still built (for gradients in evaluation mode)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+@contextlib.contextmanager
+def evaluating(module):
+    """Evaluation mode, no graph, and CuPy's current device the module's; on leaving, the module's previous
+    mode is restored, so a helper using it leaves the caller's model as it found it."""
+    with eval_mode(module), no_grad(), backend.use_device(device_of(module)):
+        yield module
+
+
+def leaf_modules(module):
+    """[(dotted name, module)] of every module without children, in definition (forward) order; a module
+    without children is its own only leaf, named ''."""
+    return [(name, m) for name, m in module.named_modules() if next(m.children(), None) is None]
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
