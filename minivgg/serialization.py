@@ -2,10 +2,14 @@
 
 Nested dicts are flattened with '/' in the keys. Arrays are stored as arrays (copied to the host first);
 everything else (numbers, strings, lists, the random generator's state) goes into one JSON entry.
+`load` reads every entry in full, so a damaged file is refused with a `CheckpointError` naming the file
+and the entry, never half-used; `check_checkpoint` then checks that a run's checkpoint holds what a run needs.
 """
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -13,6 +17,12 @@ from . import backend
 from .autograd import Tensor
 
 _JSON_KEY = "__json__"
+DAMAGED = "use an earlier copy of it, or train again"
+
+
+class CheckpointError(ValueError):
+    """A .npz file (a checkpoint or a state dict) cannot be used: damaged, unreadable, or not a run's
+    checkpoint."""
 
 
 def _flatten(obj, prefix, arrays, other):
@@ -28,6 +38,9 @@ def _flatten(obj, prefix, arrays, other):
             arrays[name] = backend.to_numpy(value)
         else:
             other[name] = value
+        if name in arrays and arrays[name].dtype.hasobject:  # load refuses pickled data, so never write it
+            raise TypeError(f"save: {name!r} is an array of Python objects (dtype {arrays[name].dtype}), which "
+                            "load cannot read back; store numbers (an array of a numeric dtype) or a list")
 
 
 def _set_nested(root, name, value):
@@ -38,6 +51,18 @@ def _set_nested(root, name, value):
     node[parts[-1]] = value
 
 
+def _to_json(other):
+    try:
+        return json.dumps(other)
+    except (TypeError, ValueError):
+        for name, value in other.items():  # name the value that fails
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"save: {name!r} is neither an array nor JSON-serializable ({exc})") from None
+        raise
+
+
 def save(obj, path):
     """Write a dict (a state dict, or a checkpoint of nested dicts) to `path` (.npz) atomically:
     a temporary file in the same folder, then a rename, so a crash never leaves half a file."""
@@ -46,10 +71,7 @@ def save(obj, path):
     arrays, other = {}, {}
     _flatten(obj, "", arrays, other)
     if other:
-        try:
-            arrays[_JSON_KEY] = np.array(json.dumps(other))
-        except TypeError as exc:
-            raise TypeError(f"save: a value is neither an array nor JSON-serializable ({exc})") from None
+        arrays[_JSON_KEY] = np.array(_to_json(other))
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -66,21 +88,163 @@ def save(obj, path):
         raise
 
 
-def load(path, device="cpu"):
-    """Read what `save` wrote; arrays come back on `device` ('cpu' or 'cuda')."""
-    path = os.fspath(path)
+# ---------------------------------------------------------------------------------------------------
+# Reading, with every entry checked
+# ---------------------------------------------------------------------------------------------------
+def _damaged(path, what):
+    return CheckpointError(f"{path} is damaged ({what}); {DAMAGED}")
+
+
+def _open(path):
+    """The file as a ZipFile; a missing or unreadable file and one that is no zip archive each say so."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"load: no file at {path!r}")
+        raise FileNotFoundError(f"no file at {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a .npz file; give the file (a run's checkpoint.npz)")
+    try:
+        return zipfile.ZipFile(path)
+    except PermissionError:
+        raise CheckpointError(f"{path} cannot be read: permission denied; fix its permissions "
+                              f"(chmod u+r {path})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise _damaged(path, "not a complete .npz archive: cut short, or not written by minivgg.save") from None
+
+
+def _read_entry(archive, info, path):
+    """One entry as an array, read to its end so that its CRC-32 is checked."""
+    name = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else info.filename
+    try:
+        with archive.open(info) as f:
+            array = np.lib.format.read_array(f, allow_pickle=False)
+            if f.read(1):
+                raise ValueError("bytes left over after the array")
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise _damaged(path, f"entry {name!r} holds pickled (object) data, which save never writes") from None
+        reason = str(exc).split(";")[0]  # numpy's own words, without the bytes it found
+        raise _damaged(path, f"entry {name!r} has a damaged header or data: {reason}") from None
+    except MemoryError:  # a damaged header can claim a huge shape
+        raise _damaged(path, f"entry {name!r} claims a shape larger than memory") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, NotImplementedError) as exc:
+        what = "fails its CRC-32 check" if "CRC" in str(exc) else f"cannot be read: {exc}"
+        raise _damaged(path, f"entry {name!r} {what}") from None
+    return name, array
+
+
+def _parse_json(array, path):
+    try:
+        other = json.loads(str(array))
+    except (ValueError, TypeError) as exc:
+        raise _damaged(path, f"its JSON entry cannot be parsed: {exc}") from None
+    if not isinstance(other, dict):
+        raise _damaged(path, f"its JSON entry holds a {type(other).__name__}, not a dict")
+    return other
+
+
+def _read(path, only_json=False):
+    """{entry name: array} of every entry (or of the JSON entry alone), each read and checked in full."""
+    with _open(path) as archive:
+        try:
+            infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise _damaged(path, str(exc)) from None
+        if only_json:
+            infos = [i for i in infos if i.filename == _JSON_KEY + ".npy"]
+        return dict(_read_entry(archive, info, path) for info in infos)
+
+
+def read_config(path):
+    """The `config` dict of a checkpoint `save` wrote to `path`, read without its arrays (quick, for checks)."""
+    path = os.fspath(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            entries = {k: data[k] for k in data.files}
+            other = json.loads(str(data[_JSON_KEY])) if _JSON_KEY in data.files else {}
     except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"load: {path!r} is not a readable minivgg .npz file ({exc}). "
-                         "Was it written by minivgg.save, and completely?") from None
+        raise ValueError(f"read_config: {path!r} is not a readable minivgg .npz file ({exc})") from None
+    return {name.split("/", 1)[1]: value for name, value in other.items() if name.startswith("config/")}
+
+
+def load(path, device="cpu"):
+    """Read what `save` wrote; arrays come back on `device` ('cpu' or 'cuda'). A damaged file raises
+    CheckpointError naming the file and the entry; a missing one FileNotFoundError."""
+    path = os.fspath(path)
+    entries = _read(path)
     result = {}
-    if _JSON_KEY in entries:
-        for name, value in json.loads(str(entries.pop(_JSON_KEY))).items():
-            _set_nested(result, name, value)
-    for name, array in entries.items():
-        _set_nested(result, name, backend.to_device(array, device))
+    try:
+        if _JSON_KEY in entries:
+            for name, value in _parse_json(entries.pop(_JSON_KEY), path).items():
+                _set_nested(result, name, value)
+        for name, array in entries.items():
+            _set_nested(result, name, backend.to_device(array, device))
+    except (TypeError, AttributeError):  # an entry's name clashes with another's: 'a' and 'a/b'
+        raise _damaged(path, "two entries claim the same name") from None
     return result
+
+
+def read_config(path):
+    """A run's config (the settings it was trained with) from its checkpoint, reading only the JSON entry
+    (cheap: no arrays). Raises CheckpointError as `load` does, and when the config is missing or invalid."""
+    path = os.fspath(path)
+    entries = _read(path, only_json=True)
+    other = _parse_json(entries[_JSON_KEY], path) if _JSON_KEY in entries else {}
+    nested = {}
+    for name, value in other.items():
+        if name == "config" or name.startswith("config/"):
+            _set_nested(nested, name, value)
+    if "config" not in nested:
+        raise CheckpointError(f"{path} holds no run config: it is not a run's checkpoint.npz (minivgg train "
+                              "writes one into its run folder)")
+    _check_config(nested["config"], path)
+    return nested["config"]
+
+
+def load_checkpoint(path, device="cpu"):
+    """`load` a run's checkpoint, then `check_checkpoint` it: what resume, evaluate and inspect should use."""
+    state = load(path, device=device)
+    check_checkpoint(state, path)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------
+# What a run's checkpoint holds (train.training_state)
+# ---------------------------------------------------------------------------------------------------
+CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "epoch": int,
+                   "history": dict, "config": dict}
+
+
+def check_checkpoint(obj, path):
+    """Raise CheckpointError naming `path` and the first entry missing or of the wrong kind, if `obj` (what
+    `load` returned) is not a run's checkpoint as `train.training_state` writes it."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a run's checkpoint (a dict), got {type(obj).__name__}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in obj]
+    if missing:
+        raise CheckpointError(f"{path} is not a complete run checkpoint: no {', '.join(missing)} "
+                              f"(it holds {', '.join(sorted(obj)) or 'nothing'}); {DAMAGED}")
+    for key, kind in CHECKPOINT_KEYS.items():
+        value = obj[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise CheckpointError(f"{path}: entry {key!r} must be a whole number >= 0, got {value!r}; {DAMAGED}")
+        if kind is dict and not isinstance(value, dict):
+            raise CheckpointError(f"{path}: entry {key!r} must be a dict, got {type(value).__name__}; {DAMAGED}")
+    if not obj["model"]:
+        raise CheckpointError(f"{path}: entry 'model' holds no weights; {DAMAGED}")
+    history = obj["history"]
+    for key in ("epochs", "points"):
+        if not isinstance(history.get(key), list):
+            raise CheckpointError(f"{path}: entry 'history' has no list {key!r}; {DAMAGED}")
+    _check_config(obj["config"], path)
+
+
+def _check_config(config, path):
+    """The config's own checks (RunConfig.from_dict validates every field), as a CheckpointError naming the file."""
+    from .config import RunConfig  # here, not at the top: config imports models, which import this module
+
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its run config is a {type(config).__name__}, not a dict; {DAMAGED}")
+    try:
+        RunConfig.from_dict(config)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).removeprefix("run config: ")
+        raise CheckpointError(f"{path}: its run config is wrong: {reason} (was the file edited?); {DAMAGED}"
+                              ) from None
