@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor, _HookHandle
+from .utils import check_materialized
 
 
 class Parameter(Tensor):
@@ -215,10 +216,7 @@ class Module:
         return int(sum(p.size for p in self.parameters()))
 
     def _check_materialized(self, what):
-        lazy = [name for name, p in self.named_parameters() if not p.is_materialized]
-        if lazy:
-            raise RuntimeError(f"{what}: {', '.join(lazy)} belong to lazy layers not yet called; run one "
-                               "forward pass first (e.g. net(x) or minivgg.summary(net, input_shape))")
+        check_materialized(self, what)
 
     # ---- state ----------------------------------------------------------------------------------
     def state_dict(self):

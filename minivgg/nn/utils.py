@@ -1,5 +1,5 @@
-"""Helpers on modules: their device, evaluation without a graph, their leaf layers; and on parameters'
-gradients, `clip_grad_norm_` as in `torch.nn.utils`."""
+"""Helpers on modules: their device, evaluation mode (with or without a graph), their leaf layers, the
+check that lazy layers have run; and on parameters' gradients, `clip_grad_norm_` as in `torch.nn.utils`."""
 import contextlib
 import math
 
@@ -31,6 +31,15 @@ def evaluating(module):
     mode is restored, so a helper using it leaves the caller's model as it found it."""
     with eval_mode(module), no_grad(), backend.use_device(device_of(module)):
         yield module
+
+
+def check_materialized(module, what):
+    """Raise, naming them, if lazy layers of `module` have not been called yet (their shapes are unknown);
+    `what` names the caller in the message."""
+    lazy = [name for name, p in module.named_parameters() if not p.is_materialized]
+    if lazy:
+        raise RuntimeError(f"{what}: {', '.join(lazy)} belong to lazy layers not yet called; run one "
+                           "forward pass first (e.g. net(x) or minivgg.summary(net, input_shape))")
 
 
 def leaf_modules(module):
