@@ -1,9 +1,9 @@
 """Fashion-MNIST: find or download the IDX files, check them, and batch them onto a device; your own images
 in one sub-folder per class: `ImageFolder` (PNG and JPEG, through Pillow) and a seeded `split`.
 
-Search order: `root`, $MINIVGG_DATA, ~/.cache/minivgg/fashion-mnist, Debian's
-/usr/share/datasets/fashion-mnist (package dataset-fashion-mnist); failing those, download the official
-files into the cache. Files may be gzipped or not. Checks use the decompressed bytes, because Debian
+Where: the folder the user names (`root`, else $MINIVGG_DATA), which must hold the files; with none named,
+~/.cache/minivgg/fashion-mnist, Debian's /usr/share/datasets/fashion-mnist (package dataset-fashion-mnist),
+failing those a download of the official files into the cache. Files may be gzipped or not. Checks use the decompressed bytes, because Debian
 re-compressed the .gz files (their MD5 differs from the upstream README's, the contents do not).
 """
 import gzip
@@ -12,6 +12,7 @@ import os
 import tempfile
 import urllib.request
 import warnings
+import zlib
 
 import numpy as np
 
@@ -35,8 +36,8 @@ SHA256 = {
 }
 URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
-FIX = ("Delete it (it will be looked for elsewhere or downloaded again), or install Debian's copy: "
-       "apt-get install dataset-fashion-mnist")
+IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
+ELSEWHERE = "the cache, Debian's dataset-fashion-mnist or a download"
 
 
 class DatasetError(ValueError):
@@ -47,9 +48,20 @@ def cache_dir():
     return os.path.join(os.path.expanduser("~"), ".cache", "minivgg", "fashion-mnist")
 
 
+def _named_dir(root=None):
+    """(folder, how the user named it) for `root`, else $MINIVGG_DATA; None when neither is given."""
+    if root:
+        return os.fspath(root), "data folder"
+    if os.environ.get("MINIVGG_DATA"):
+        return os.environ["MINIVGG_DATA"], "MINIVGG_DATA="
+    return None
+
+
 def search_dirs(root=None):
-    dirs = [root, os.environ.get("MINIVGG_DATA"), cache_dir(), DEBIAN_DIR]
-    return [d for d in dirs if d]
+    """Where the files are looked for: a folder the user named, alone (a wrong name is an error, never a
+    silent fall back to another copy); with none named, the cache, then Debian's folder."""
+    named = _named_dir(root)
+    return [named[0]] if named else [cache_dir(), DEBIAN_DIR]
 
 
 def _find(name, dirs):
@@ -60,36 +72,64 @@ def _find(name, dirs):
     return None
 
 
+def _fix(path):
+    """What to do about a corrupt file, by where it lies."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder == os.path.abspath(cache_dir()):
+        return "Delete it and run again to download it afresh"
+    if folder == os.path.abspath(DEBIAN_DIR):
+        return "Reinstall Debian's copy: apt-get install --reinstall dataset-fashion-mnist"
+    return f"Delete it and put an intact copy there ({URL}), or name no data folder to use {ELSEWHERE}"
+
+
 def _read_bytes(path):
+    """The file's bytes, decompressed to the end when gzipped, so that gzip checks its CRC and length."""
     try:
         if path.endswith(".gz"):
             with gzip.open(path, "rb") as f:
                 return f.read()
         with open(path, "rb") as f:
             return f.read()
-    except (EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc}); the file is truncated or corrupt. {FIX}") from None
+    except PermissionError:
+        raise DatasetError(f"{path} cannot be read: permission denied; fix its permissions "
+                           f"(chmod a+r {path})") from None
+    except IsADirectoryError:
+        raise DatasetError(f"{path} is a folder, not a data file: move it out of the way and put the file "
+                           "itself there") from None
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DatasetError(f"{path}: the file is truncated or corrupt ({exc}). {_fix(path)}") from None
 
 
-def parse_idx(raw, path, expected_count):
-    """IDX bytes -> uint8 array: (N, rows, cols) for images (magic 2051), (N,) for labels (2049)."""
+def _magic(raw):
+    return int.from_bytes(raw[0:4], "big") if len(raw) >= 4 else None
+
+
+def parse_idx(raw, path, expected_count, kind=None):
+    """IDX bytes -> uint8 array: (N, rows, cols) for images (magic 2051), (N,) for labels (2049). With
+    `kind` ('images' or 'labels'), a file of the other kind is an error naming what it holds."""
     if len(raw) < 8:
-        raise DatasetError(f"{path}: only {len(raw)} bytes, too short for an IDX header. {FIX}")
-    magic, count = int.from_bytes(raw[0:4], "big"), int.from_bytes(raw[4:8], "big")
-    if magic == 2051:
+        raise DatasetError(f"{path}: only {len(raw)} bytes, too short for an IDX header. {_fix(path)}")
+    magic, count = _magic(raw), int.from_bytes(raw[4:8], "big")
+    expected = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}.get(kind)
+    if expected is not None and magic in (IMAGES_MAGIC, LABELS_MAGIC) and magic != expected:
+        other = "labels" if kind == "images" else "images"
+        raise DatasetError(f"{path} holds {other} (IDX magic number {magic}), not {kind} ({expected}): a {other} "
+                           f"file saved under the {kind} file's name? Put the Fashion-MNIST {kind} file there")
+    if magic == IMAGES_MAGIC:
         rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
         shape, offset = (count, rows, cols), 16
-    elif magic == 2049:
+    elif magic == LABELS_MAGIC:
         shape, offset = (count,), 8
     else:
         raise DatasetError(f"{path}: wrong magic number {magic} (expected 2051 for images or 2049 for labels). "
-                           f"{FIX}")
+                           f"{_fix(path)}")
     if count != expected_count:
-        raise DatasetError(f"{path}: holds {count} items, Fashion-MNIST has {expected_count} in this split. {FIX}")
+        raise DatasetError(f"{path}: holds {count} items, Fashion-MNIST has {expected_count} in this split. "
+                           f"{_fix(path)}")
     size = int(np.prod(shape))
     if len(raw) != offset + size:
         raise DatasetError(f"{path}: {len(raw) - offset} bytes of data, {size} expected for shape {shape} "
-                           f"(truncated or padded). {FIX}")
+                           f"(truncated or padded). {_fix(path)}")
     return np.frombuffer(raw, dtype=np.uint8, count=size, offset=offset).reshape(shape)
 
 
@@ -118,21 +158,58 @@ def _download(name, folder):
             os.remove(tmp)
 
 
+def _in_named_dir(split, folder, how):
+    """The split's two files in the folder the user named; an error naming the folder if it lacks them."""
+    where = f"{how}{folder}" if how.endswith("=") else f"{how} {folder}"
+    if not os.path.isdir(folder):
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise DatasetError(f"{where} {what}: name the folder that holds the Fashion-MNIST files, or name none "
+                           f"to use {ELSEWHERE}")
+    paths = [_find(name, [folder]) for name in FILES[split]]
+    missing = [f"{name}(.gz)" for name, path in zip(FILES[split], paths) if path is None]
+    if missing:
+        raise DatasetError(f"{where} has no {' and no '.join(missing)} (the {split} split): put the Fashion-MNIST "
+                           f"files there, gzipped or not, or name no folder to use {ELSEWHERE}")
+    return paths
+
+
+def _found_or_downloaded(name, download):
+    dirs = search_dirs()
+    path = _find(name, dirs)
+    if path is None:
+        if not download:
+            raise DatasetError(f"{name}(.gz) not found in {', '.join(dirs)}. Install dataset-fashion-mnist "
+                               "or set MINIVGG_DATA.")
+        path = _download(name, cache_dir())
+    return path
+
+
+def _parse_split(split, paths):
+    """(images, labels) from the split's two files, checked against each other: not swapped, same count."""
+    raws = [_read_bytes(path) for path in paths]
+    if [_magic(raw) for raw in raws] == [LABELS_MAGIC, IMAGES_MAGIC]:
+        raise DatasetError(f"{paths[0]} holds the labels and {paths[1]} the images: the two files are swapped; "
+                           "swap their names back")
+    images = parse_idx(raws[0], paths[0], COUNTS[split], kind="images")
+    labels = parse_idx(raws[1], paths[1], COUNTS[split], kind="labels")
+    if len(images) != len(labels):
+        raise DatasetError(f"{paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels: "
+                           "they are not a pair; put the matching files there")
+    return images, labels
+
+
 def load_fashion_mnist(split="train", root=None, download=True):
-    """(images uint8 (N, 28, 28), labels uint8 (N,)) for split 'train' (60,000) or 'test' (10,000)."""
+    """(images uint8 (N, 28, 28), labels uint8 (N,)) for split 'train' (60,000) or 'test' (10,000). A folder
+    the user named (`root`, else $MINIVGG_DATA) must hold the files; only with none named are the cache,
+    Debian's copy and a download (when `download`) tried."""
     if split not in FILES:
         raise ValueError(f"load_fashion_mnist: split must be 'train' or 'test', got {split!r}")
-    dirs = search_dirs(root)
-    arrays = []
-    for name in FILES[split]:
-        path = _find(name, dirs)
-        if path is None:
-            if not download:
-                raise DatasetError(f"{name}(.gz) not found in {', '.join(dirs)}. Install dataset-fashion-mnist "
-                                   "or set MINIVGG_DATA.")
-            path = _download(name, cache_dir())
-        arrays.append(parse_idx(_read_bytes(path), path, COUNTS[split]))
-    return arrays[0], arrays[1]
+    named = _named_dir(root)
+    if named:
+        paths = _in_named_dir(split, *named)
+    else:
+        paths = [_found_or_downloaded(name, download) for name in FILES[split]]
+    return _parse_split(split, paths)
 
 
 # ---------------------------------------------------------------------------------------------------
