@@ -15,22 +15,17 @@ on the device and a resumed run draws what an uninterrupted one drew.
 import numpy as np
 
 from . import backend
-from .data import bilinear_matrix
+from .data import resize_bilinear
 
 
 def rescale(images, scale):
     """images (B, C, H, W) float -> (B, C, H', W') with min(H', W') = scale and the aspect ratio kept
-    (bilinear, as data.resize_bilinear), on the images' device."""
-    xp = backend.get_array_module(images)
-    b, c, h, w = images.shape
+    (bilinear, by data.resize_bilinear), on the images' device."""
+    h, w = images.shape[-2:]
     out_h, out_w = (scale, round(w * scale / h)) if h <= w else (round(h * scale / w), scale)
     if (out_h, out_w) == (h, w):
         return images
-    mh = xp.asarray(bilinear_matrix(h, out_h))
-    mw = xp.asarray(bilinear_matrix(w, out_w))
-    rows = (images.reshape(-1, w) @ mw.T).reshape(b, c, h, out_w)
-    out = xp.swapaxes(rows, -1, -2).reshape(-1, h) @ mh.T
-    return xp.swapaxes(out.reshape(b, c, out_w, out_h), -1, -2)
+    return resize_bilinear(images, (out_h, out_w))
 
 
 def crop(images, size, tops, lefts):

@@ -230,15 +230,17 @@ def bilinear_matrix(in_size, out_size):
 
 
 def resize_bilinear(images, size):
-    """images (B, C, H, W) float array -> (B, C, size, size), on the images' device."""
+    """images (B, C, H, W) float array -> (B, C, size, size), or (B, C, out_h, out_w) for a pair `size`,
+    on the images' device."""
+    out_h, out_w = (size, size) if np.ndim(size) == 0 else size
     xp = backend.get_array_module(images)
     *lead, h, w = images.shape
-    mh = xp.asarray(bilinear_matrix(h, size))
-    mw = xp.asarray(bilinear_matrix(w, size))
+    mh = xp.asarray(bilinear_matrix(h, out_h))
+    mw = xp.asarray(bilinear_matrix(w, out_w))
     # Two large products rather than one small product per image: rows first, then (transposed) columns.
-    rows = (images.reshape(-1, w) @ mw.T).reshape(*lead, h, size)
+    rows = (images.reshape(-1, w) @ mw.T).reshape(*lead, h, out_w)
     out = xp.swapaxes(rows, -1, -2).reshape(-1, h) @ mh.T
-    return xp.swapaxes(out.reshape(*lead, size, size), -1, -2)
+    return xp.swapaxes(out.reshape(*lead, out_w, out_h), -1, -2)
 
 
 class DataLoader:
