@@ -1,6 +1,6 @@
 """Train the CPU default of `minivgg train` (D2L's VGG-11/4 at 32x32 on Fashion-MNIST: SGD with Nesterov
 momentum, warmup then cosine per batch, gradient clipping, He init with a small output layer; the values are
-`recipe.DEVICE_DEFAULTS["cpu"]`) with minivgg and with PyTorch CPU, same initial weights, data order and
+`config.DEVICE_DEFAULTS["cpu"]`) with minivgg and with PyTorch CPU, same initial weights, data order and
 hyperparameters, in one run: epoch time, test accuracy and their ratio.
 
     python benchmarks/train_time.py                       # the CPU default, both frameworks
@@ -15,12 +15,13 @@ import minivgg as mv
 import numpy as np
 
 from minivgg import data, inspection, optim, recipe, train
+from minivgg.config import DEVICE_DEFAULTS, RunConfig
 
 
 def run_minivgg(net, loaders, config):
     opt, sched = recipe.build_optimizer(net, config, len(loaders[0]))
-    history = train.fit(net, *loaders, opt, config["epochs"], scheduler=sched, progress=False,
-                        scheduler_per_step=True, clip_grad_norm=config["clip_grad_norm"])
+    history = train.fit(net, *loaders, opt, config.epochs, scheduler=sched, progress=False,
+                        scheduler_per_step=True, clip_grad_norm=config.clip_grad_norm)
     return [(e["time"], e["test_acc"]) for e in history["epochs"]]
 
 
@@ -28,17 +29,17 @@ def run_torch(net, loaders, config):
     import torch
 
     tnet = inspection.to_torch(net)
-    if config["optimizer"] == "adam":
-        opt = torch.optim.Adam(tnet.parameters(), lr=config["lr"])
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(tnet.parameters(), lr=config.lr)
     else:
-        opt = torch.optim.SGD(tnet.parameters(), lr=config["lr"], momentum=config["momentum"],
-                              nesterov=config["nesterov"] and config["momentum"] > 0)
+        opt = torch.optim.SGD(tnet.parameters(), lr=config.lr, momentum=config.momentum,
+                              nesterov=config.nesterov and config.momentum > 0)
     steps = len(loaders[0])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, optim.warmup_cosine(
-        round(config["warmup_epochs"] * steps), config["epochs"] * steps))
+        round(config.warmup_epochs * steps), config.epochs * steps))
     train_loader, test_loader = loaders
     results = []
-    for epoch in range(config["epochs"]):
+    for epoch in range(config.epochs):
         train_loader.set_epoch(epoch)
         tnet.train()
         start = time.perf_counter()
@@ -46,8 +47,8 @@ def run_torch(net, loaders, config):
             loss = torch.nn.functional.cross_entropy(tnet(torch.from_numpy(images.data)), torch.from_numpy(labels.data))
             opt.zero_grad()
             loss.backward()
-            if config["clip_grad_norm"]:
-                torch.nn.utils.clip_grad_norm_(tnet.parameters(), config["clip_grad_norm"])
+            if config.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(tnet.parameters(), config.clip_grad_norm)
             opt.step()
             sched.step()
         tnet.eval()
@@ -62,7 +63,7 @@ def run_torch(net, loaders, config):
 
 
 def main():
-    defaults = recipe.DEVICE_DEFAULTS["cpu"]
+    defaults = DEVICE_DEFAULTS["cpu"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name in ("epochs", "batch_size"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name])
@@ -76,16 +77,16 @@ def main():
     args = parser.parse_args()
     mv.cpu.restart_with_blas_settings()  # OpenBLAS started as `minivgg train` starts it
     mv.cpu.tune()  # as `minivgg train` does
-    config = dict(defaults, arch="d2l", ratio=4, weight_decay=0.0, seed=args.seeds[0],
-                  **{k: v for k, v in vars(args).items() if k not in ("frameworks", "seeds")})
+    flags = {k: v for k, v in vars(args).items() if k not in ("frameworks", "seeds")}
+    config = RunConfig(arch="d2l", ratio=4, seed=args.seeds[0], **flags).fill_defaults("cpu").validate()
     print("config:", config, flush=True)
     results = {}  # (framework, seed) -> [(epoch seconds, test acc)]
     for seed in args.seeds:  # the first seed's runs side by side in time, for the ratio
         for framework in args.frameworks if seed == args.seeds[0] else [f for f in args.frameworks if f == "minivgg"]:
-            config["seed"] = seed
+            config.seed = seed
             mv.manual_seed(seed)
             net = recipe.build_model(config, "cpu")
-            loaders = data.load_data_fashion_mnist(config["batch_size"], resize=config["resize"], seed=seed)
+            loaders = data.load_data_fashion_mnist(config.batch_size, resize=config.resize, seed=seed)
             results[framework, seed] = (run_minivgg if framework == "minivgg" else run_torch)(net, loaders, config)
     print(f"\n{'framework':<10} {'seed':>4} {'epoch s':>8} {'total s':>8} {'final test acc':>15}")
     for (framework, seed), rows in results.items():

@@ -1,13 +1,48 @@
-"""matplotlib, set up once for the whole package. Every figure minivgg draws is written to a file, often on a
-machine without a screen, so pyplot runs on the Agg backend. matplotlib is imported on the first call only:
-`import minivgg` stays NumPy-only and a run that draws nothing never pays for matplotlib."""
+"""matplotlib for the whole package. Every figure minivgg draws is written to a file, often on a machine
+without a screen; the user's own choice of backend (a notebook's, MPLBACKEND, matplotlib.use) is kept.
+matplotlib is imported on the first call only: `import minivgg` stays NumPy-only and a run that draws
+nothing never pays for matplotlib."""
+import os
+import sys
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (draws to files; no display needed)."""
+    """matplotlib.pyplot. On a machine without a display, where nothing chose a backend yet, the Agg
+    backend (files only); a backend already chosen (a notebook's, MPLBACKEND, matplotlib.use) is kept."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules and _backend_unchosen(matplotlib) and not _has_display():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _backend_unchosen(matplotlib):
+    chosen = getattr(matplotlib.rcParams, "_get_backend_or_none", None)
+    return chosen is not None and chosen() is None
+
+
+def _has_display():
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def plot_confusion(confusion, names, path):
+    """Write a confusion matrix (confusion[i, j]: class i predicted as j) with its counts to `path`."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    image = ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    fig.colorbar(image)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

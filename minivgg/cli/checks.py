@@ -1,0 +1,264 @@
+"""Checks of the command line. Each fails with argparse's usage error (exit code 2) naming the option and what
+it accepts, before anything is printed, created or restarted. The per-value checks are `type=` functions the
+parser uses; those that need two options or the file system are in `check_args`, which main() runs."""
+import argparse
+import math
+import os
+
+from .. import backend, models
+from ..config import FLAGS, RunConfig
+from .folders import folder_problem, image_folder_problem, run_folder_problem
+
+
+# ---- one value: type= functions -------------------------------------------------------------------------
+def integer(minimum):
+    """type=: an integer >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+def number(rule, accepts):
+    """type=: a finite float for which accepts(value) holds; `rule` says which, e.g. '> 0' or 'in [0, 1)'."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and accepts(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number {rule}, got {text}")
+        return value
+
+    return parse
+
+
+def device(text):
+    """type=: cpu, cuda or cuda:N, canonical ('cuda' -> 'cuda:0')."""
+    try:
+        return backend.canonical_device(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}") from None
+
+
+ARCH_NAMES = ("d2l", *models.CONFIGS, *models.ALIASES)
+PRETRAINED = ("A", "B", "D", "E")  # the configurations torchvision publishes weights for (no batch norm)
+
+
+def blocks(arch):
+    """The output channels of each convolution, block by block, of the network `arch` names (as
+    models.build reads the name), or None if models.build does not know it."""
+    name = str(arch).lower()
+    if name in ("d2l", "vgg"):
+        return [[channels] * convs for convs, channels in models.CONV_ARCH]
+    key = models.ALIASES.get(name, name.upper())
+    if key not in models.CONFIGS:
+        return None
+    return [[item[1] if isinstance(item, tuple) else item for item in spec if item != "LRN"]
+            for spec in models.CONFIGS[key]]
+
+
+def arch(text):
+    """type=: a name models.build knows (kept as the user wrote it: the run's config holds that)."""
+    if blocks(text) is None:
+        raise argparse.ArgumentTypeError(f"unknown architecture {text!r}: use one of {', '.join(ARCH_NAMES)}")
+    return text
+
+
+POSITIVE_INT = integer(1)
+POSITIVE = number("> 0", lambda v: v > 0)
+NON_NEGATIVE = number(">= 0", lambda v: v >= 0)
+
+
+# ---- several options, or the file system ----------------------------------------------------------------
+def device_of(args):
+    """The device a command computes on ('cpu' for a command without --device)."""
+    if args.command not in ("train", "evaluate", "inspect"):
+        return "cpu"
+    return backend.canonical_device(args.device)
+
+
+def flags_config(args):
+    """The RunConfig of `minivgg train`'s flags, unset (None) where not given; --data-dir as an absolute path."""
+    config = RunConfig(**{name: getattr(args, name) for name in FLAGS})
+    if args.data_dir:
+        config.data_dir = os.path.abspath(args.data_dir)
+    return config
+
+
+def check_args(parser, args):
+    """The checks that need more than one option or the file system; argparse's usage error on failure."""
+    if args.command == "train":
+        check_transfer(parser, args)
+    if getattr(args, "arch", None) is not None:
+        check_model(parser, args)
+    check_data(parser, args)
+    device = device_of(args)
+    if device != "cpu" and backend.cuda_is_available():  # without CUDA the command says why when it starts
+        problem = backend.device_problem(device)
+        if problem:
+            parser.error(f"argument --device: {problem}")
+    if args.command == "train":
+        check_train(parser, args)
+    elif args.command == "evaluate":
+        check_evaluate(parser, args)
+    elif args.command == "inspect":
+        check_inspect(parser, args)
+    elif args.command == "doctor":
+        check_doctor(parser, args)
+
+
+def check_model(parser, args):
+    """--ratio and --resize against the network --arch names; for train also the crop and scales."""
+    arch_blocks = blocks(args.arch)
+    narrowest = min(min(block) for block in arch_blocks)
+    if args.ratio > narrowest:
+        parser.error(f"argument --ratio: must be an integer from 1 to {narrowest} with --arch {args.arch} (its "
+                     f"narrowest convolution has {narrowest} channels; {narrowest} // {args.ratio} = 0), "
+                     f"got {args.ratio}")
+    smallest = 2 ** len(arch_blocks)  # every block ends in a 2x2 max-pooling of stride 2
+    if args.resize is not None and args.resize < smallest:
+        parser.error(f"argument --resize: must be an integer >= {smallest} with --arch {args.arch} (its "
+                     f"{len(arch_blocks)} max-poolings halve the input {len(arch_blocks)} times: {smallest} -> 1), "
+                     f"got {args.resize}")
+    if args.command == "train":
+        check_augment(parser, args, smallest)
+
+
+def check_data(parser, args):
+    """--data, --data-dir and --val-split."""
+    if getattr(args, "data", None) and not os.path.isdir(args.data):
+        parser.error(f"argument --data: no folder at {args.data}")
+    if getattr(args, "data_dir", None):
+        problem = image_folder_problem(args.data_dir)
+        if problem:
+            parser.error(f"argument --data-dir: {problem}")
+        if args.command == "train" and args.data:
+            parser.error("argument --data-dir: not allowed with --data (the folder of the Fashion-MNIST files)")
+    if getattr(args, "val_split", None) is not None and (args.resume or not args.data_dir):
+        parser.error("argument --val-split: only with --data-dir, when a run starts (a resumed run keeps its "
+                     "split)")
+
+
+def check_train(parser, args):
+    """--tf32, --resume, --init-from and the run folder."""
+    if args.tf32 and device_of(args) == "cpu":
+        parser.error("argument --tf32: TF32 is a mode of NVIDIA GPUs (Ampere or newer); the CPU always "
+                     "multiplies in full float32. Use it with --device cuda")
+    if args.resume:
+        problem = run_folder_problem(args.resume, f"start a run with minivgg train --out {args.resume}")
+        if problem:
+            parser.error(f"argument --resume: {problem}")
+    if args.init_from:
+        if args.resume:
+            parser.error("argument --init-from: not allowed with --resume (a resumed run continues from its "
+                         "own weights)")
+        problem = run_folder_problem(args.init_from, f"train one into it with minivgg train --out {args.init_from}")
+        if problem:
+            parser.error(f"argument --init-from: {problem}")
+    problem = folder_problem(args.resume or args.out or "runs")
+    if problem:
+        parser.error(f"argument {'--resume' if args.resume else '--out'}: {problem}")
+
+
+def check_evaluate(parser, args):
+    problem = run_folder_problem(args.run_dir, f"train into it with minivgg train --out {args.run_dir}")
+    if problem:
+        parser.error(problem)
+    if args.scales:
+        check_scales(parser, args)
+
+
+def check_inspect(parser, args):
+    if args.run:
+        problem = run_folder_problem(args.run, f"train into it with minivgg train --out {args.run}")
+        if problem:
+            parser.error(f"argument --run: {problem}")
+    if args.out and not os.path.isdir(args.out):
+        parser.error(f"argument --out: no folder at {args.out}")
+
+
+def check_doctor(parser, args):
+    if args.device == "cpu":
+        parser.error("argument --device: doctor checks a GPU: give cuda or cuda:N")
+    if args.size < 32:
+        parser.error(f"argument --size: must be an integer >= 32 (VGG's five max-poolings halve the input five "
+                     f"times: 32 -> 1), got {args.size}")
+
+
+def check_transfer(parser, args):
+    """--torchvision-weights, --freeze-features and --binary; fills the defaults --torchvision-weights implies
+    (ratio 1, input 224: the shapes the ImageNet weights have) and ratio 4 otherwise."""
+    if args.ratio is None:
+        args.ratio = 1 if args.torchvision_weights else 4
+    if args.resume:
+        for option, value in (("--torchvision-weights", args.torchvision_weights),
+                              ("--freeze-features", args.freeze_features), ("--binary", args.binary)):
+            if value is not None:
+                parser.error(f"argument {option}: not allowed with --resume (a resumed run keeps the setting it "
+                             f"started with)")
+    if args.binary and not args.data_dir:
+        parser.error("argument --binary: only with --data-dir, a folder of two classes (Fashion-MNIST has ten)")
+    if not args.torchvision_weights:
+        return
+    if args.init_from:
+        parser.error("argument --torchvision-weights: not allowed with --init-from (both give the starting "
+                     "weights)")
+    if models.ALIASES.get(str(args.arch).lower(), str(args.arch).upper()) not in PRETRAINED:
+        parser.error(f"argument --torchvision-weights: torchvision's weights fit --arch A, B, D or E (vgg11, vgg13, "
+                     f"vgg16, vgg19), got {args.arch}")
+    if not os.path.isfile(args.torchvision_weights):
+        parser.error(f"argument --torchvision-weights: no file at {args.torchvision_weights}")
+    if args.resize is None and not args.crop and not args.scale_jitter:
+        args.resize = 224
+
+
+def check_scales(parser, args):
+    """Each --scales value fits the run's network: at least its smallest input, and with --multi-crop at least
+    its input size (the crops). Reads only the run's config, not its arrays; an unreadable checkpoint is
+    left to the command, which names the problem."""
+    from ..serialization import read_config
+    from ..train import CHECKPOINT
+
+    try:
+        config = RunConfig.from_dict(read_config(os.path.join(args.run_dir, CHECKPOINT)))
+        crop = int(config.crop or config.resize)
+    except (ValueError, TypeError):
+        return
+    arch_blocks = blocks(config.arch)
+    smallest = 2 ** len(arch_blocks)  # every block ends in a 2x2 max-pooling of stride 2
+    for q in args.scales:
+        if q < smallest:
+            parser.error(f"argument --scales: each must be an integer >= {smallest} with --arch {config.arch} "
+                         f"(its {len(arch_blocks)} max-poolings halve the input {len(arch_blocks)} times: "
+                         f"{smallest} -> 1), got {q}")
+        if args.multi_crop and q < crop:
+            parser.error(f"argument --scales: with --multi-crop each must be an integer >= {crop} (the crops "
+                         f"are the network's input, {crop}x{crop}), got {q}")
+
+
+def check_augment(parser, args, smallest):
+    """The crop against the network and the scales, as the run will have them (explicit options, then the
+    --recipe preset, then the device's defaults)."""
+    jitter = args.scale_jitter
+    if jitter and jitter[0] > jitter[1]:
+        parser.error(f"argument --scale-jitter: MIN must be <= MAX, got {jitter[0]} {jitter[1]}")
+    config = flags_config(args).fill_defaults(device_of(args))
+    crop, jitter = config.crop, config.scale_jitter
+    if crop is None:
+        return
+    if crop < smallest:
+        parser.error(f"argument --crop: must be an integer >= {smallest} with --arch {args.arch} (the crop is the "
+                     f"network's input: {smallest} -> 1 through its max-poolings), got {crop}")
+    if jitter and crop > jitter[0]:
+        parser.error(f"argument --crop: must be at most the smallest scale, --scale-jitter MIN = {jitter[0]} (a "
+                     f"crop must fit in every rescaled image), got {crop}")
+    if crop > config.resize:
+        parser.error(f"argument --crop: must be at most the scale --resize = {config.resize} (the images are "
+                     f"rescaled to it, then cropped; raise --resize), got {crop}")

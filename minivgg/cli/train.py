@@ -1,0 +1,162 @@
+"""`minivgg train`: build everything (network, data, optimizer, the resumed state) first, then print the banner
+and train. A start that fails prints no banner, and the run folder appears with the first file written into
+it."""
+import os
+import sys
+import time
+
+from .. import backend, models, tiers
+from ..config import RunConfig, resume_config
+from ..recipe import IMAGENET_MEAN, IMAGENET_STD, augment_loaders, build_model, build_optimizer, describe_augment
+from .checks import flags_config
+from .folders import folder_data
+
+
+def cmd_train(args):
+    from .. import cpu, manual_seed, train
+
+    device = backend.canonical_device(args.device)
+    if args.tf32:  # before CuPy's first float32 matrix product, when it reads the setting
+        from .. import cuda
+
+        cuda.set_tf32(True)
+    tuned = None
+    if device != "cpu":
+        backend.require_cupy()
+    else:
+        tuned = [name for name, applied in cpu.tune().items() if applied]
+    config, out = run_config(args, device)
+    manual_seed(config.seed)
+    train_loader, test_loader, folder = load_data(config, args, device)
+    net, frozen, copied = build_network(config, args, device)
+    optimizer, scheduler = build_optimizer(net, config, len(train_loader))
+    start, history = 0, None
+    if args.resume:
+        start, history = train.restore(args.resume, net, optimizer, scheduler, device=device)
+    if config.epochs - start <= 0:
+        print(f"nothing to do: the run already has {start} of {config.epochs} epochs (raise --epochs)")
+        return 0
+    print(banner(config, args, device, folder, train_loader, test_loader, out), flush=True)
+    print_notes(config, args, net, tuned=tuned, start=start, frozen=frozen, copied=copied)
+    monitor = None
+    if args.watch_grads:
+        from ..inspection import GradientMonitor
+
+        monitor = GradientMonitor(net, every=10)  # the update ratio copies the weights: not every step
+    try:
+        train.fit(net, train_loader, test_loader, optimizer, config.epochs - start, scheduler=scheduler,
+                  out_dir=out, start_epoch=start, history=history, config=config.to_dict(),
+                  progress=not args.no_progress, monitor=monitor, scheduler_per_step=config.scheduler == "cosine",
+                  clip_grad_norm=config.clip_grad_norm)
+    except train.TrainingDiverged as exc:
+        print(f"minivgg train: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(f"run folder {out}: checkpoint.npz, history.json, training.png")
+    return 0
+
+
+def run_config(args, device):
+    """(the run's RunConfig with every default filled, its folder). A resumed run continues with its saved
+    config (config.resume_config says which flags still count); a new one with the flags and what
+    --data-dir, --binary, --freeze-features and --torchvision-weights add."""
+    from .. import load, train
+
+    flags = flags_config(args)
+    if args.resume:
+        saved = load(os.path.join(args.resume, train.CHECKPOINT))["config"]
+        return resume_config(saved, flags).fill_defaults(device).validate(), args.resume
+    config = flags
+    if args.data_dir:
+        config.val_split = args.val_split or 0.2
+    config.binary, config.freeze_features = bool(args.binary), bool(args.freeze_features)
+    if args.torchvision_weights:  # the input statistics the ImageNet weights were trained with
+        config.torchvision_weights = os.path.abspath(args.torchvision_weights)
+        config.pixel_mean, config.pixel_std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        if config.subtract_mean is None:
+            config.subtract_mean = True
+    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    return config.fill_defaults(device).validate(), out
+
+
+def load_data(config, args, device):
+    """(training loader, test loader, ImageFolder or None) of the run. An image folder gives the network's
+    input channels and outputs: they go into `config`, read before the network is built."""
+    from .. import data
+
+    if not config.data_dir:
+        train_loader, test_loader = data.load_data_fashion_mnist(
+            config.batch_size, resize=config.resize, device=device, root=args.data, seed=config.seed,
+            train_limit=args.train_limit, limit_batches=args.limit_batches)
+        augment_loaders(config, train_loader, test_loader)
+        return train_loader, test_loader, None
+    train_loader, test_loader, folder = folder_data(config, device, args.train_limit, args.limit_batches)
+    config.classes, config.in_channels = folder.classes, int(folder.images.shape[1])
+    config.num_classes = len(folder.classes)
+    if config.binary:
+        if len(folder.classes) != 2:
+            raise ValueError(f"--binary: {config.data_dir} holds {len(folder.classes)} classes "
+                             f"({', '.join(folder.classes)}); a single logit separates two")
+        config.num_classes = 1
+    augment_loaders(config, train_loader, test_loader)
+    return train_loader, test_loader, folder
+
+
+def build_network(config, args, device):
+    """(network, names of its frozen layers, names of the layers copied by --init-from or None): the run's
+    network, started from torchvision's weights or warm-started from another run if asked."""
+    from .. import load, train
+
+    net = build_model(config, device)
+    if args.torchvision_weights:
+        models.load_torchvision_weights(net, args.torchvision_weights, head=False)
+    frozen = models.freeze_features(net) if config.freeze_features else []
+    copied = None
+    if args.init_from:
+        source_state = load(os.path.join(args.init_from, train.CHECKPOINT), device=device)
+        rng = backend.generator_state()  # building the source draws numbers: keep the run's own stream
+        source = build_model(source_state["config"], device).load_state_dict(source_state["model"])
+        backend.set_generator_state(rng)
+        copied = models.init_from(source, net)
+    return net, frozen, copied
+
+
+def banner(config, args, device, folder, train_loader, test_loader, out):
+    """The first line a run prints: what trains on what, how, where."""
+    nesterov = "Nesterov " if config.nesterov and config.momentum else ""
+    update = (f"Adam lr {config.lr}" if config.optimizer == "adam"
+              else f"SGD lr {config.lr} {nesterov}momentum {config.momentum}")
+    with_warmup = config.scheduler == "cosine" and config.warmup_epochs
+    warmup = f" after {config.warmup_epochs} epochs of warmup" if with_warmup else ""
+    output = f" (output layer N(0, {config.output_std}))" if config.output_std else ""
+    clipped = f", gradient norm clipped at {config.clip_grad_norm}" if config.clip_grad_norm else ""
+    dataset = "Fashion-MNIST" if folder is None else (
+        f"{config.data_dir} ({len(folder.classes)} classes, {folder.images.shape[1]} channels; "
+        f"{len(train_loader.images)} training and {len(test_loader.images)} held-out images)")
+    size = config.crop or config.resize
+    return (f"training {config.arch} (channels / {config.ratio}) on {dataset} at {size}x{size}, batch "
+            f"{config.batch_size}, {update}, {config.scheduler} schedule{warmup}{clipped}, {config.init} "
+            f"init{output}, {config.epochs} epochs on {device}{' with TF32 matrix products' if args.tf32 else ''}; "
+            f"run folder {out}")
+
+
+def print_notes(config, args, net, tuned, start, frozen, copied):
+    """The lines under the banner: augmentation, CPU kernels, resume, starting weights, frozen layers."""
+    if describe_augment(config):
+        print(describe_augment(config))
+    if tuned is not None:
+        print(f"cpu: {tiers.get_kernels()} kernels; tuned: {', '.join(tuned) or 'nothing'}")
+    if args.resume:
+        print(f"resuming after epoch {start}")
+    if copied is not None:
+        print(f"initialized from {args.init_from}: {', '.join(copied) or 'no layer matched in place and shape'}")
+    if args.torchvision_weights:
+        print(f"weights: {args.torchvision_weights} (torchvision), a new last dense layer for "
+              f"{config.num_classes} output{'s' if config.num_classes > 1 else ''}")
+    if frozen:
+        trainable = sum(p.size for p in net.parameters() if p.requires_grad)
+        print(f"frozen: {', '.join(frozen)} (the convolutional part); {trainable:,} of {net.num_parameters():,} "
+              f"parameters train")
+    if config.binary:
+        print(f"binary: one logit, {config.classes[1]} when positive, binary cross-entropy")
