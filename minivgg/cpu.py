@@ -75,8 +75,8 @@ def preferred_blas_core(cpuinfo=None):
     """The OpenBLAS kernel family to ask for on this CPU (OPENBLAS_CORETYPE), or None to keep its own choice.
 
     On AMD processors with AVX-512 (Zen 4 and later) OpenBLAS picks its SkylakeX kernels, written for
-    Intel's AVX-512 units; its Zen kernels ran every product shape of a VGG step faster on an AMD EPYC
-    (benchmarks/RESULTS.md). `cpuinfo`: the text of /proc/cpuinfo (read when None; Linux only).
+    Intel's AVX-512 units, over its Zen kernels, written for these processors. `cpuinfo`: the text of
+    /proc/cpuinfo (read when None; Linux only).
     """
     if cpuinfo is None:
         try:

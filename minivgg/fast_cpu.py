@@ -1,19 +1,23 @@
-"""The fast tier: CPU variants of the reference kernels in functional.py, computing the same numbers.
+"""The fast tier: CPU variants of the reference kernels in functional.py and of the optimizers' updates
+in optim.py, computing the same numbers.
 
-Each class here subclasses the reference op of the same name and says what it does differently and
-why. They run on NumPy arrays when `minivgg.get_kernels() == "fast"` (the default); each registers
-itself with `tiers.fast_variant_of`, and tests/test_tiers.py checks each against its reference. The tricks, in short:
+Each class here subclasses the reference of the same name and says what it does differently and why.
+They run on NumPy arrays when `minivgg.get_kernels() == "fast"` (the default); each registers itself
+with `tiers.fast_variant_of`, and tests/test_tiers.py checks each against its reference. The tricks, in
+short:
 
 - Batch innermost. Convolution outputs stay in memory as (K, OH, OW, N), viewed as (N, K, OH, OW). The
   next im2col then copies runs of OW*N values instead of OW, which matters once maps are 4x4 or 2x2,
   and the convolution's backward reads the gradient in that order for free.
 - Threads. NumPy runs an elementwise loop on one core; large kernels here cut their work into channel
-  slices run on the CPU thread pool (`minivgg.cpu.parallel`).
+  slices, and optimizer updates into pieces, run on the CPU thread pool (`minivgg.cpu`).
 - Outputs keep their input's memory order, so elementwise passes read both arrays in order.
 """
+import math
+
 import numpy as np
 
-from . import cpu
+from . import cpu, optim
 from . import functional as F
 from .tiers import fast_variant_of
 
@@ -248,24 +252,92 @@ class ReLUFunction(F.ReLUFunction):
         return gx
 
 
-@fast_variant_of(F.LinearFunction)
-class LinearFunction(F.LinearFunction):
-    """The reference linear layer, with its output and input gradient always in row order (N, features):
-    the dropout and ReLU after it then run over arrays laid out alike (the dropout mask is drawn in row
-    order), which an elementwise pass needs to run at memory speed."""
+# ---------------------------------------------------------------------------------------------------
+# The optimizers' updates
+# ---------------------------------------------------------------------------------------------------
+PIECE = 1 << 17  # elements (512 KB of float32) per piece of an update split across the CPU threads
 
-    def forward(self, x, weight, bias=None):
-        F._check_linear_inputs(x, weight)
-        self.x = x if self.needs_input_grad[1] else None
-        self.weight = weight if self.needs_input_grad[0] else None
-        y = x @ weight.T  # (N, out), row order whatever x's layout
-        if bias is not None:
-            y += bias
-        return y
 
-    def backward(self, gy):
-        gx = gy @ self.weight if self.needs_input_grad[0] else None  # (N, in), row order
-        gw = gy.T @ self.x if self.needs_input_grad[1] else None
-        gb = gy.sum(axis=0) if F._wants(self, 2) else None
-        return gx, gw, gb
+def in_pieces(update, *arrays):
+    """Call update(*arrays), an in-place elementwise update, once; or, for large contiguous arrays, piece
+    by piece on the CPU threads: a piece of each array stays in a core's cache across the update's
+    several passes, where whole arrays would stream from memory once per pass."""
+    if arrays[0].size < 4 * PIECE or not all(a.flags.c_contiguous for a in arrays):
+        update(*arrays)
+        return
+    flats = [a.reshape(-1) for a in arrays]
+    pieces = [slice(i, i + PIECE) for i in range(0, arrays[0].size, PIECE)]
+    cpu.parallel_map(lambda s: update(*[f[s] for f in flats]), pieces)
 
+
+@fast_variant_of(optim.SGD)
+class SGD(optim.SGD):
+    """The reference update in pieces on the CPU threads (see in_pieces), each piece with one scratch
+    array where the reference makes a new array per operation: the update is memory-bound. The same
+    operations on the same numbers: the same bits."""
+
+    @staticmethod
+    def update(p, g, state, lr, momentum, weight_decay, nesterov):
+        if momentum != 0 and "momentum_buffer" not in state:  # the first step makes the buffer: as the reference
+            optim.SGD.update(p, g, state, lr, momentum, weight_decay, nesterov)
+            return
+
+        def step(w, d, b=None):
+            if weight_decay != 0:
+                d = d + weight_decay * w
+            if b is None:
+                w -= lr * d
+                return
+            b *= momentum
+            b += d
+            if nesterov:
+                scratch = b * momentum
+                scratch += d
+                scratch *= lr
+            else:
+                scratch = b * lr
+            w -= scratch  # w -= lr * (d + momentum * b), or lr * b
+
+        if momentum != 0:
+            in_pieces(step, p, g, state["momentum_buffer"])
+        else:
+            in_pieces(step, p, g)
+
+
+@fast_variant_of(optim.Adam)
+class Adam(optim.Adam):
+    """The reference update in pieces on the CPU threads (see in_pieces), each piece with one scratch
+    array, and the bias corrections folded into two numbers, as torch.optim.Adam does, instead of the
+    arrays m_hat and v_hat: lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). m and v are
+    the reference's operations, bit for bit; the step agrees to float32 rounding."""
+
+    @staticmethod
+    def update(p, g, state, lr, betas, eps, weight_decay):
+        beta1, beta2 = betas
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        step_size = lr / (1 - beta1 ** t)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** t)
+
+        def step(w, d, m, v):
+            if weight_decay != 0:
+                d = d + weight_decay * w
+            scratch = (1 - beta1) * d
+            m *= beta1
+            m += scratch
+            np.multiply(d, d, out=scratch)
+            scratch *= 1 - beta2
+            v *= beta2
+            v += scratch
+            np.sqrt(v, out=scratch)
+            scratch /= bias_correction2_sqrt
+            scratch += eps
+            np.divide(m, scratch, out=scratch)
+            scratch *= step_size
+            w -= scratch
+
+        in_pieces(step, p, g, state["exp_avg"], state["exp_avg_sq"])

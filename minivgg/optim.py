@@ -1,30 +1,14 @@
-"""Optimizers (SGD, Adam) with PyTorch's exact update rules, and learning-rate schedulers.
+"""Optimizers (SGD, Adam) with PyTorch's update rules, and learning-rate schedulers.
 
-Updates run in place on each parameter's device; state (momentum buffers, Adam moments) is created on
-first use on that device and is part of a checkpoint via `state_dict()`.
+Each optimizer's `update` is the algorithm as PyTorch's documentation writes it, one line per line of
+math, on the parameter's raw array in place (so the parameter keeps its identity) and on NumPy and CuPy
+alike. State (momentum buffers, Adam's moments) is made on first use on the parameter's device and is
+part of a checkpoint through `state_dict()`. Under the fast kernels, NumPy arrays take the same update
+from minivgg/fast_cpu.py, split over the CPU threads.
 """
 import math
 
-import numpy as np
-
-from . import backend, cpu, tiers
-from .autograd import no_grad
-
-_CHUNK = 1 << 17  # elements per piece (512 KB of float32) when an update is split across CPU threads
-
-
-def _in_pieces(update, *arrays):
-    """Call update(*arrays) — in place, elementwise — once, or, under the fast kernels on the CPU, piece
-    by piece on the CPU threads for large arrays: pieces of 512 KB per array stay in a core's cache
-    across the update's several passes. Same arithmetic, same result either way.
-    """
-    if (tiers.get_kernels() != "fast" or backend.get_array_module(arrays[0]) is not np
-            or arrays[0].size < 4 * _CHUNK or not all(a.flags.c_contiguous for a in arrays)):
-        update(*arrays)
-        return
-    flats = [a.reshape(-1) for a in arrays]
-    pieces = [slice(i, i + _CHUNK) for i in range(0, arrays[0].size, _CHUNK)]
-    cpu.parallel_map(lambda s: update(*[f[s] for f in flats]), pieces)
+from . import backend, tiers
 
 
 class Optimizer:
@@ -64,14 +48,18 @@ class Optimizer:
             p.zero_grad(set_to_none)
 
     def step(self):
-        group = self.param_groups[0]
-        with no_grad():
-            for i, p in enumerate(self.params):
-                if p.grad is None or not p.requires_grad:  # frozen: a stale .grad must not move it either
-                    continue
-                self._update(p, p.grad.data, self.state.setdefault(i, {}), group)
+        """Update every parameter that has a gradient, in place, with `update`."""
+        hyper = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        for i, p in enumerate(self.params):
+            if p.grad is None or not p.requires_grad:  # frozen: a stale .grad must not move it either
+                continue
+            # The fast tier's version of `update` for NumPy arrays, if it has one; else this class's own.
+            update = tiers.variant(type(self), backend.get_array_module(p.data)).update
+            update(p.data, p.grad.data, self.state.setdefault(i, {}), **hyper)
 
-    def _update(self, p, g, state, group):
+    @staticmethod
+    def update(p, g, state, **hyper):
+        """Move the array p, in place, using its gradient g (left unchanged) and its `state` dict."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -91,10 +79,14 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, PyTorch's rule:
-    g = grad + wd * p;  buf = momentum * buf + g (buf = g at the first step);
-    g = g + momentum * buf (nesterov) or buf;  p -= lr * g.
-    Large CPU updates run in pieces on CPU threads (see _in_pieces)."""
+    """Stochastic gradient descent, optionally with momentum: PyTorch's algorithm (without dampening).
+
+    for each step t = 1, 2, ...:
+        g = gradient + weight_decay * p                       (if weight_decay)
+        b = g at the first step, else momentum * b + g        (if momentum)
+        g = g + momentum * b if nesterov else b               (if momentum)
+        p = p - lr * g
+    """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         hyper = dict(lr=self._checked("learning rate", lr), momentum=self._checked("momentum value", momentum),
@@ -103,38 +95,37 @@ class SGD(Optimizer):
             raise ValueError(f"{type(self).__name__}: nesterov=True needs momentum > 0")
         super().__init__(params, hyper)
 
-    def _update(self, p, g, state, group):
-        xp = backend.get_array_module(p.data)
-        dtype = p.dtype.type
-        lr, momentum, wd = dtype(group["lr"]), dtype(group["momentum"]), dtype(group["weight_decay"])
-        nesterov = group["nesterov"]
-        if momentum and "momentum_buffer" not in state:
-            state["momentum_buffer"] = xp.zeros_like(p.data)  # 0 * m + g = g: PyTorch's first buffer exactly
-
-        def step(w, d, b=None):
-            if wd:
-                d = d + wd * w
-            if b is None:
-                w -= lr * d
-                return
-            b *= momentum
-            b += d
-            if nesterov:  # one scratch array: this update is memory-bound
-                scratch = b * momentum
-                scratch += d
-                scratch *= lr
+    @staticmethod
+    def update(p, g, state, lr, momentum, weight_decay, nesterov):
+        if weight_decay != 0:
+            g = g + weight_decay * p  # a new array: the gradient itself stays as backward left it
+        if momentum != 0:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.copy()
             else:
-                scratch = b * lr
-            w -= scratch  # w -= lr * (d + momentum * b) or lr * b
-
-        if momentum:
-            _in_pieces(step, p.data, g, state["momentum_buffer"])
-        else:
-            _in_pieces(step, p.data, g)
+                b = state["momentum_buffer"]
+                b *= momentum
+                b += g
+            b = state["momentum_buffer"]
+            if nesterov:
+                g = g + momentum * b
+            else:
+                g = b
+        p -= lr * g
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), PyTorch's rule with bias correction; weight_decay adds wd * p to the gradient."""
+    """Adam (Kingma & Ba): PyTorch's algorithm, with weight_decay as an L2 penalty added to the gradient
+    (torch.optim.Adam; AdamW decays the weights directly instead).
+
+    m = v = 0; for each step t = 1, 2, ...:
+        g = gradient + weight_decay * p                       (if weight_decay)
+        m = beta1 * m + (1 - beta1) * g                       running mean of the gradient
+        v = beta2 * v + (1 - beta2) * g * g                   running mean of its square
+        m_hat = m / (1 - beta1 ** t)                          bias corrections: m and v start at 0
+        v_hat = v / (1 - beta2 ** t)
+        p = p - lr * m_hat / (sqrt(v_hat) + eps)
+    """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         beta1, beta2 = betas
@@ -145,47 +136,47 @@ class Adam(Optimizer):
             eps=self._checked("epsilon value", eps),
             weight_decay=self._checked("weight_decay value", weight_decay)))
 
-    def _update(self, p, g, state, group):
-        xp = backend.get_array_module(p.data)
-        dtype = p.dtype.type
-        beta1, beta2 = group["betas"]
-        b1, b2 = dtype(beta1), dtype(beta2)
-        wd, eps = dtype(group["weight_decay"]), dtype(group["eps"])
+    @staticmethod
+    def update(p, g, state, lr, betas, eps, weight_decay):
+        xp = backend.get_array_module(p)
+        beta1, beta2 = betas
         if "step" not in state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p)  # m
+            state["exp_avg_sq"] = xp.zeros_like(p)  # v
         state["step"] += 1
-        t = state["step"]
-        step_size = dtype(group["lr"] / (1 - beta1 ** t))
-        bias_correction2_sqrt = dtype(math.sqrt(1 - beta2 ** t))
-
-        def step(w, d, m, v):  # one scratch array, reused: this update is memory-bound
-            if wd:
-                d = d + wd * w
-            scratch = (1 - b1) * d
-            m *= b1
-            m += scratch  # m = b1 m + (1 - b1) g
-            xp.multiply(d, d, out=scratch)
-            scratch *= 1 - b2
-            v *= b2
-            v += scratch  # v = b2 v + (1 - b2) g^2
-            xp.sqrt(v, out=scratch)
-            scratch /= bias_correction2_sqrt
-            scratch += eps
-            xp.divide(m, scratch, out=scratch)
-            scratch *= step_size
-            w -= scratch  # w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-
-        _in_pieces(step, p.data, g, state["exp_avg"], state["exp_avg_sq"])
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        if weight_decay != 0:
+            g = g + weight_decay * p
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
 
 
 # ---- learning-rate schedulers ----------------------------------------------------------------------
 class _Scheduler:
+    """Sets the optimizer's rate from the number of `.step()` calls made so far (`last_epoch`).
+
+    Call `.step()` once per epoch, or once per batch for a schedule counted in batches. Every scheduler
+    takes the epoch's metric, `.step(metric)`, and only ReduceLROnPlateau uses it, so a training loop
+    can call any of them the same way."""
+
     def __init__(self, optimizer):
         self.optimizer = optimizer
         self.base_lr = optimizer.lr
         self.last_epoch = 0
+
+    def step(self, metric=None):
+        self.last_epoch += 1
+        self.optimizer.lr = self._lr_at(self.last_epoch)
+
+    def _lr_at(self, epoch):
+        """The rate after `epoch` calls of .step()."""
+        raise NotImplementedError
 
     def get_last_lr(self):
         return [self.optimizer.lr]
@@ -198,15 +189,14 @@ class _Scheduler:
 
 
 class StepLR(_Scheduler):
-    """Multiply the rate by gamma every step_size epochs (call .step() once per epoch)."""
+    """Multiply the rate by gamma every step_size epochs."""
 
     def __init__(self, optimizer, step_size, gamma=0.1):
         super().__init__(optimizer)
         self.step_size, self.gamma = int(step_size), float(gamma)
 
-    def step(self):
-        self.last_epoch += 1
-        self.optimizer.lr = self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
+    def _lr_at(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
 class CosineAnnealingLR(_Scheduler):
@@ -216,10 +206,9 @@ class CosineAnnealingLR(_Scheduler):
         super().__init__(optimizer)
         self.T_max, self.eta_min = int(T_max), float(eta_min)
 
-    def step(self):
-        self.last_epoch += 1
-        cos = math.cos(math.pi * self.last_epoch / self.T_max)
-        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * (1 + cos) / 2
+    def _lr_at(self, epoch):
+        cos = math.cos(math.pi * epoch / self.T_max)
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + cos) / 2
 
 
 class LambdaLR(_Scheduler):
@@ -229,11 +218,10 @@ class LambdaLR(_Scheduler):
     def __init__(self, optimizer, lr_lambda):
         super().__init__(optimizer)
         self.lr_lambda = lr_lambda
-        self.optimizer.lr = self.base_lr * lr_lambda(0)
+        self.optimizer.lr = self._lr_at(0)
 
-    def step(self):
-        self.last_epoch += 1
-        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_epoch)
+    def _lr_at(self, epoch):
+        return self.base_lr * self.lr_lambda(epoch)
 
     def state_dict(self):
         return {k: v for k, v in super().state_dict().items() if k != "lr_lambda"}
@@ -253,7 +241,7 @@ def warmup_cosine(warmup_steps, total_steps):
 
 
 class ReduceLROnPlateau(_Scheduler):
-    """Divide the rate by 1/factor when the watched metric has not improved for `patience` epochs
+    """Multiply the rate by `factor` when the watched metric has not improved for `patience` epochs
     (the paper divides by 10 when validation accuracy stops improving: mode='max', factor=0.1)."""
 
     def __init__(self, optimizer, mode="max", factor=0.1, patience=10, threshold=1e-4, min_lr=0.0):
@@ -271,7 +259,9 @@ class ReduceLROnPlateau(_Scheduler):
             return value > self.best * (1 + self.threshold)
         return value < self.best * (1 - self.threshold)
 
-    def step(self, metric):
+    def step(self, metric=None):
+        if metric is None:
+            raise TypeError("ReduceLROnPlateau.step needs the watched metric: scheduler.step(test_accuracy)")
         self.last_epoch += 1
         metric = float(metric)
         if self._improved(metric):

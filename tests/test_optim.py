@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import minivgg as mv
-from minivgg import optim
+from minivgg import backend, optim
 
 try:
     import torch
@@ -152,8 +152,8 @@ def test_optimizer_state_round_trip(tmp_path, rng):
 @pytest.mark.parametrize("kwargs", [dict(momentum=0.9, weight_decay=1e-3), dict(momentum=0.9, nesterov=True),
                                     dict()])
 def test_large_updates_split_across_threads_are_exact(kwargs, rng):
-    """Arrays above the threshold are updated in pieces on two threads; the result is bit for bit the
-    same arithmetic as one plain NumPy expression."""
+    """The update is bit for bit the textbook's NumPy expressions, under either tier (the fast one splits
+    arrays this large into pieces on the CPU threads)."""
     n = 5_000_003  # not a multiple of the piece size
     w0 = rng.standard_normal(n).astype(np.float32)
     p = mv.nn.Parameter(w0.copy())
@@ -178,6 +178,52 @@ def test_large_adam_update_in_pieces_matches_torch(rng):
     ours, theirs = _pair(rng, [(5_000_003,)])
     kwargs = dict(lr=1e-3, weight_decay=1e-4)
     _run(ours, theirs, optim.Adam(ours, **kwargs), torch.optim.Adam(theirs, **kwargs), 2, rng)
+
+
+@pytest.mark.parametrize("tier", ["reference", "fast"])
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=True),
+                                  lambda ps: optim.Adam(ps, lr=0.1, weight_decay=1e-2)], ids=["SGD", "Adam"])
+def test_step_moves_the_parameters_in_place_and_leaves_the_gradients(make, tier, rng):
+    params = [mv.nn.Parameter(rng.standard_normal(s).astype(np.float32)) for s in [(600_000,), (3, 4)]]
+    arrays = [p.data for p in params]
+    before = [a.copy() for a in arrays]
+    opt = make(params)
+    with mv.kernels(tier):
+        for _ in range(2):
+            grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+            for p, g in zip(params, grads):
+                p.grad = mv.tensor(g)
+            opt.step()
+            for p, g in zip(params, grads):
+                np.testing.assert_array_equal(p.grad.numpy(), g)
+    for i, (p, a, b) in enumerate(zip(params, arrays, before)):
+        assert p.data is a and p.dtype == np.float32 and (a != b).any()
+        assert all(s.dtype == np.float32 for s in opt.state[i].values() if hasattr(s, "dtype"))
+
+
+def test_every_scheduler_takes_the_metric_and_only_reduce_on_plateau_needs_it():
+    """One call for a training loop, `scheduler.step(metric)`, whatever the scheduler."""
+    def make(kind, opt):
+        return {"step": lambda: optim.StepLR(opt, 2, 0.5), "cosine": lambda: optim.CosineAnnealingLR(opt, 5),
+                "lambda": lambda: optim.LambdaLR(opt, optim.warmup_cosine(1, 5)),
+                "plateau": lambda: optim.ReduceLROnPlateau(opt, patience=0)}[kind]()
+
+    for kind in ["step", "cosine", "lambda"]:
+        rates = []
+        for with_metric in (False, True):
+            opt = optim.SGD([mv.nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.1)
+            sched = make(kind, opt)
+            for epoch in range(5):
+                sched.step(0.5) if with_metric else sched.step()
+            rates.append(opt.lr)
+        assert rates[0] == rates[1] != 0.1, kind
+    opt = optim.SGD([mv.nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.1)
+    plateau = make("plateau", opt)
+    plateau.step(0.5)
+    plateau.step(0.4)
+    assert opt.lr == pytest.approx(0.01)
+    with pytest.raises(TypeError, match=r"needs the watched metric"):
+        plateau.step()
 
 
 def test_warmup_cosine_rises_then_decays_to_zero():
@@ -258,3 +304,27 @@ def test_zero_grad_set_to_none_false_zeroes_in_place_and_the_next_backward_is_ri
     np.testing.assert_allclose(layer.weight.grad.numpy(), first, rtol=1e-6)
     (opt if owner == "optimizer" else layer).zero_grad()
     assert layer.weight.grad is None and layer.bias.grad is None
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=True),
+                                  lambda ps: optim.Adam(ps, lr=0.01, weight_decay=1e-2)], ids=["SGD", "Adam"])
+def test_the_updates_run_on_the_device_as_on_the_cpu(make, cuda_device, rng):
+    """The reference updates use array operations CuPy has, keep their state on the parameter's device,
+    and compute the CPU's numbers (to float32 rounding: the device's kernels may round differently)."""
+    start = [rng.standard_normal(s).astype(np.float32) for s in [(5, 3), (3,)]]
+    grads = [[rng.standard_normal(a.shape).astype(np.float32) for a in start] for _ in range(3)]
+    results = []
+    for device in ("cpu", cuda_device.device):
+        params = [mv.nn.Parameter(mv.tensor(a, device=device)) for a in start]
+        opt = make(params)
+        for step_grads in grads:
+            for p, g in zip(params, step_grads):
+                p.grad = mv.tensor(g, device=device)
+            opt.step()
+        assert all(p.device.startswith(device) for p in params)
+        xp = backend.get_array_module(params[0].data)
+        assert all(backend.get_array_module(array) is xp
+                   for state in opt.state.values() for key, array in state.items() if key != "step")
+        results.append([p.numpy() for p in params])
+    for cpu_result, device_result in zip(*results):
+        np.testing.assert_allclose(device_result, cpu_result, rtol=1e-5, atol=1e-6)
