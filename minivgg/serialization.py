@@ -153,17 +153,6 @@ def _read(path, only_json=False):
         return dict(_read_entry(archive, info, path) for info in infos)
 
 
-def read_config(path):
-    """The `config` dict of a checkpoint `save` wrote to `path`, read without its arrays (quick, for checks)."""
-    path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            other = json.loads(str(data[_JSON_KEY])) if _JSON_KEY in data.files else {}
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"read_config: {path!r} is not a readable minivgg .npz file ({exc})") from None
-    return {name.split("/", 1)[1]: value for name, value in other.items() if name.startswith("config/")}
-
-
 def load(path, device="cpu"):
     """Read what `save` wrote; arrays come back on `device` ('cpu' or 'cuda'). A damaged file raises
     CheckpointError naming the file and the entry; a missing one FileNotFoundError."""

@@ -229,7 +229,7 @@ def check_scales(parser, args):
     try:
         config = RunConfig.from_dict(read_config(os.path.join(args.run_dir, CHECKPOINT)))
         crop = int(config.crop or config.resize)
-    except (ValueError, TypeError):
+    except (OSError, ValueError, TypeError):
         return
     arch_blocks = blocks(config.arch)
     smallest = 2 ** len(arch_blocks)  # every block ends in a 2x2 max-pooling of stride 2
