@@ -59,7 +59,8 @@ class Optimizer:
 
     @staticmethod
     def update(p, g, state, **hyper):
-        """Move the array p, in place, using its gradient g (left unchanged) and its `state` dict."""
+        """One step of the algorithm for one parameter: move its array p in place, from its gradient g
+        (left unchanged), its `state` dict and the hyperparameters of param_groups[0]."""
         raise NotImplementedError
 
     def state_dict(self):
@@ -98,20 +99,16 @@ class SGD(Optimizer):
     @staticmethod
     def update(p, g, state, lr, momentum, weight_decay, nesterov):
         if weight_decay != 0:
-            g = g + weight_decay * p  # a new array: the gradient itself stays as backward left it
+            g = g + weight_decay * p  # a new array: the gradient stays as backward left it
         if momentum != 0:
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = g.copy()
+            b = state.get("momentum_buffer")
+            if b is None:
+                b = state["momentum_buffer"] = g.copy()  # the first step: b = g
             else:
-                b = state["momentum_buffer"]
                 b *= momentum
-                b += g
-            b = state["momentum_buffer"]
-            if nesterov:
-                g = g + momentum * b
-            else:
-                g = b
-        p -= lr * g
+                b += g  # b = momentum * b + g, in place
+            g = g + momentum * b if nesterov else b
+        p -= lr * g  # in place: the parameter keeps its array
 
 
 class Adam(Optimizer):
@@ -149,9 +146,9 @@ class Adam(Optimizer):
         if weight_decay != 0:
             g = g + weight_decay * p
         m *= beta1
-        m += (1 - beta1) * g
+        m += (1 - beta1) * g  # m = beta1 * m + (1 - beta1) * g, in place
         v *= beta2
-        v += (1 - beta2) * (g * g)
+        v += (1 - beta2) * (g * g)  # v = beta2 * v + (1 - beta2) * g * g, in place
         m_hat = m / (1 - beta1 ** t)
         v_hat = v / (1 - beta2 ** t)
         p -= lr * m_hat / (xp.sqrt(v_hat) + eps)
