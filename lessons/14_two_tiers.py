@@ -97,8 +97,9 @@ def training_step(tier):
 step_gap = max(np.abs(grads_ref[k] - grads_fast[k]).max() / np.abs(grads_ref[k]).max() for k in grads_ref)
 print(f"  the whole VGG: loss {loss_ref:.6f} (reference) and {loss_fast:.6f} (fast); {len(grads_ref)} gradients, "
       f"largest relative difference {step_gap:.1e}")
-claim(len(grads_ref) == 22 and abs(loss_ref - loss_fast) < 1e-5 * loss_ref and step_gap < 1e-4, "a whole training step of VGG gives the "
-      "same loss and the same gradients (weights and biases) for all 11 layers in both tiers")
+claim(len(grads_ref) == 22 and abs(loss_ref - loss_fast) < 1e-5 * loss_ref and step_gap < 1e-4,
+      "a whole training step of VGG gives the same loss and the same gradients (weights and biases) for all 11 "
+      "layers in both tiers")
 
 # %%
 section(f"Time, op by op (best of {repeats}; the tiers take turns, so both see the same noise)")
@@ -145,11 +146,12 @@ def both_ways(layer, name, tier):
     return sum(times[layer, name, tier])
 
 
-claim(both_ways("2x2 maps", "conv", "fast") < 1.25 * both_ways("2x2 maps", "conv", "reference"),
-      "on 2x2 maps, where keeping the batch innermost should pay most, the fast convolution (forward and "
-      "backward) is not slower than the reference by even 25%")
-claim(both_ways("16x16 maps", "pool", "fast") < both_ways("16x16 maps", "pool", "reference"),
-      "the fast max-pooling takes less time than the reference one, forward and backward")
+# Times depend on the machine and on what else runs on it: printed, never claimed.
+for layer, name, why in (("2x2 maps", "conv", "where keeping the batch innermost should pay most"),
+                         ("16x16 maps", "pool", "without the window array")):
+    ratio = both_ways(layer, name, "reference") / both_ways(layer, name, "fast")
+    print(f"  measured: {name} on {layer} ({why}), forward and backward, the reference took {ratio:.2f}x "
+          f"the fast tier's time")
 
 # %%
 section("What each trick buys")
@@ -158,17 +160,20 @@ unroll = {}
 for layer, (channels, _, side) in LAYERS.items():
     x_ = rng.standard_normal((batch, channels, side, side)).astype(np.float32)
     x_last = np.ascontiguousarray(x_.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)  # how the fast conv leaves it
-    best = {"reference": np.inf, "fast": np.inf}
+    best, cols = {"reference": np.inf, "fast": np.inf}, {}
     for _ in range(repeats):
         for tier, fn, arr in (("reference", F.im2col_array, x_), ("fast", fast_cpu.im2col_batch_last, x_last)):
             start = time.perf_counter()
-            fn(arr, (3, 3), (1, 1), (1, 1))
+            cols[tier] = fn(arr, (3, 3), (1, 1), (1, 1))
             best[tier] = min(best[tier], time.perf_counter() - start)
-    unroll[layer] = best
+    rows = cols["fast"].shape[0]
+    # The fast columns are ordered (oh, ow, n), the reference's (n, oh, ow): reorder them to compare.
+    reordered = cols["fast"].reshape(rows, side, side, batch).transpose(0, 3, 1, 2).reshape(rows, -1)
+    unroll[layer] = np.array_equal(reordered, cols["reference"])
     print(f"     im2col on {layer:<10}: reference {best['reference'] * 1e3:6.2f} ms, batch innermost "
-          f"{best['fast'] * 1e3:6.2f} ms ({best['reference'] / best['fast']:.1f}x)")
-claim(unroll["2x2 maps"]["fast"] < unroll["2x2 maps"]["reference"], "on 2x2 maps the batch-innermost im2col "
-      "is faster: the reference copies runs of only 2 values there")
+          f"{best['fast'] * 1e3:6.2f} ms ({best['reference'] / best['fast']:.1f}x, measured here)")
+claim(all(unroll.values()), "both im2cols copy the same values, only in another order: the batch-innermost one "
+      "moves runs of OW*N values where the reference moves runs of OW (2 on 2x2 maps)")
 
 x_, w_, b_ = layer_arrays(*LAYERS["16x16 maps"])
 with mv.no_grad():
@@ -270,7 +275,7 @@ notice("The two tiers compute the same numbers; only the convolutions differ, in
        "and an int64 argmax in pooling, im2col columns kept until backward (the fast tier recomputes them). "
        "Where there is nothing to save (ReLU) the times are about equal.",
        "Time on a shared machine is noisy: take the best of several runs, let the contenders take turns, and "
-       "claim only what a large margin supports.")
+       "report times as measurements; what a lesson claims holds on any machine.")
 
 exercises("Time the convolution on 32x32 maps with 16 channels (block 1). Which tier wins there, and why?",
           "Run the lesson with OPENBLAS_NUM_THREADS=2 set, then again while another program keeps both cores "
