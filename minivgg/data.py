@@ -190,12 +190,13 @@ def _parse_split(split, paths):
     if [_magic(raw) for raw in raws] == [LABELS_MAGIC, IMAGES_MAGIC]:
         raise DatasetError(f"{paths[0]} holds the labels and {paths[1]} the images: the two files are swapped; "
                            "swap their names back")
-    images = parse_idx(raws[0], paths[0], COUNTS[split], kind="images")
-    labels = parse_idx(raws[1], paths[1], COUNTS[split], kind="labels")
-    if len(images) != len(labels):
-        raise DatasetError(f"{paths[0]} holds {len(images)} images but {paths[1]} {len(labels)} labels: "
-                           "they are not a pair; put the matching files there")
-    return images, labels
+    counts = [int.from_bytes(raw[4:8], "big") for raw in raws]
+    if counts[0] != counts[1] and [_magic(raw) for raw in raws] == [IMAGES_MAGIC, LABELS_MAGIC]:
+        odd = paths[1] if counts[0] == COUNTS[split] else paths[0]
+        raise DatasetError(f"{paths[0]} holds {counts[0]} items but {paths[1]} holds {counts[1]}: the images and "
+                           f"labels are not a pair; {odd} is the odd one. {_fix(odd)}")
+    return (parse_idx(raws[0], paths[0], COUNTS[split], kind="images"),
+            parse_idx(raws[1], paths[1], COUNTS[split], kind="labels"))
 
 
 def load_fashion_mnist(split="train", root=None, download=True):
