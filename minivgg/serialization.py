@@ -126,7 +126,8 @@ def _read_entry(archive, info, path):
     except MemoryError:  # a damaged header can claim a huge shape
         raise _damaged(path, f"entry {name!r} claims a shape larger than memory") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError, NotImplementedError) as exc:
-        what = "fails its CRC-32 check" if "CRC" in str(exc) else f"cannot be read: {exc}"
+        what = ("fails its CRC-32 check" if "CRC" in str(exc) else "has a damaged zip header" if "differ" in str(exc)
+                else f"cannot be read: {exc}")
         raise _damaged(path, f"entry {name!r} {what}") from None
     return name, array
 
