@@ -155,3 +155,11 @@ def test_bilinear_resize_keeps_constants_and_matches_torch():
     if torch is not None:
         ref = torch.nn.functional.interpolate(torch.tensor(img), size=(96, 96), mode="bilinear", align_corners=False)
         np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_resize_bilinear_takes_a_size_or_a_height_and_width():
+    x = np.random.default_rng(0).random((2, 3, 6, 9)).astype(np.float32)
+    assert data.resize_bilinear(x, (4, 12)).shape == (2, 3, 4, 12)
+    np.testing.assert_array_equal(data.resize_bilinear(x, (5, 5)), data.resize_bilinear(x, 5))
+    np.testing.assert_allclose(data.resize_bilinear(np.full((1, 1, 6, 9), 0.5, np.float32), (4, 12)), 0.5,
+                               rtol=1e-6)

@@ -209,3 +209,19 @@ def test_backward_hook_fires_when_only_the_graph_holds_the_output(rng):
     h.retain_grad()
     F.cross_entropy(net[2](h), y).backward()  # net[0]'s output is referenced by the graph alone
     assert seen == [(6, 5)]
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "agg"), ("svg", "svg")])
+def test_pyplot_keeps_a_backend_already_chosen(chosen, expected):
+    """Without a display and without a choice, figures go to files through Agg; a user's choice is kept."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("matplotlib")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a display is assumed on macOS and Windows")
+    code = ("import matplotlib\n" + (f"matplotlib.use({chosen!r})\n" if chosen else "") +
+            "from minivgg.plotting import pyplot\npyplot()\nprint(matplotlib.get_backend().lower())")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == expected

@@ -239,3 +239,45 @@ def test_sequential_item_assignment_replaces_a_module_in_place():
     assert net(mv.tensor([[1.0, 2.0]])).shape == (1, 5)
     with pytest.raises(TypeError, match="can only hold Modules"):
         net[0] = "not a module"
+
+
+def test_canonical_arch_is_the_one_name_lookup():
+    assert [models.canonical_arch(n) for n in ("d2l", "VGG", "vgg16", "a-lrn", "E", "Vgg16-C")] == \
+        ["d2l", "d2l", "D", "A-LRN", "E", "C"]
+    with pytest.raises(ValueError, match="unknown VGG configuration 'vgg17'.*d2l.*A-LRN.*vgg19"):
+        models.canonical_arch("vgg17")
+    with pytest.raises(ValueError, match="build"):
+        models.vgg_from_config("d2l")
+
+
+def test_submodules_parameters_and_leaves_by_public_api():
+    net = models.vgg(models.small_conv_arch(((1, 64), (2, 128)), 16), in_channels=1)
+    assert net.get_submodule("") is net and net.get_submodule("1.2") is net[1][2]
+    assert net.get_parameter("1.2.weight") is net[1][2].weight
+    with pytest.raises(AttributeError, match="no sub-module '9'"):
+        net.get_submodule("1.9")
+    with pytest.raises(AttributeError, match="no parameter 'scale'"):
+        net.get_parameter("1.2.scale")
+    assert [name for name, _ in net[1][2].named_parameters(recurse=False)] == ["weight", "bias"]
+    assert list(net[1].parameters(recurse=False)) == []
+    leaves = nn.utils.leaf_modules(net)
+    assert [name for name, _ in leaves[:4]] == ["0.0", "0.1", "0.2", "1.0"]
+    assert all(next(m.children(), None) is None for _, m in leaves)
+    relu = nn.ReLU()
+    assert nn.utils.leaf_modules(relu) == [("", relu)]
+    block = nn.Sequential()
+    block.add_module("conv", nn.Conv2d(1, 2, 3))
+    block.register_module("act", nn.ReLU())
+    assert [name for name, _ in block.named_children()] == ["conv", "act"] and block.conv.weight.shape == (2, 1, 3, 3)
+    with pytest.raises(TypeError):
+        block.add_module("x", 3)
+
+
+def test_submodules_load_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, minivgg as mv; before = sorted(m for m in sys.modules if m.startswith('minivgg')); "
+            "mv.augment.rescale, mv.models.canonical_arch; print(before)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'minivgg.nn'" not in out and "'minivgg.models'" not in out and "'minivgg.augment'" not in out
