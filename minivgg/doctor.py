@@ -5,53 +5,26 @@ small inputs (forward and backward) and compares them, times a training step of 
 and ends with one line: "GPU path OK", or what failed. Without a usable GPU it says what is missing (CuPy
 not installed, no device, or the CUDA error) and returns 1. Its output is what a GPU bug report needs.
 """
-import importlib
 import math
 import time
 
 import numpy as np
 
-from . import backend, cuda, models, optim
+from . import cuda, models, optim
 from . import functional as F
 from .autograd import tensor
+from .devices import parse_device
 
 TOLERANCE = 1e-4  # float32 on two devices: products summed in another order, relative to the largest value
 DROPOUT_P = 0.5
 
 
-def _versions(say):
-    """Print CuPy's and CUDA's versions, as far as they can be read; return the CuPy module or None."""
-    try:
-        cupy = importlib.import_module("cupy")
-    except Exception as exc:  # ImportError, or a CUDA library that fails to load
-        say(f"CuPy:    not installed ({type(exc).__name__}: {exc})")
-        return None
-    runtime = cupy.cuda.runtime
-    built, supported = backend.cuda_version(runtime.runtimeGetVersion), backend.cuda_version(runtime.driverGetVersion)
-    built = f"CUDA runtime {built[0]}.{built[1]}" if built else "CUDA runtime unreadable"
-    driver = (f"driver supports CUDA {supported[0]}.{supported[1]}" if supported
-              else "no NVIDIA driver found" if backend.driver_missing(cupy) else "driver version unreadable")
-    try:
-        devices = f"{runtime.getDeviceCount()} CUDA device(s)"
-    except Exception as exc:  # the CUDA error that keeps the GPU away: the heart of the diagnosis
-        devices = f"counting the devices failed: {exc}"
-    say(f"CuPy:    {cupy.__version__} ({built}, {driver}); {devices}")
-    return cupy
-
-
 def _unusable(device):
     """None if the GPU `device` can be used, else why not (CUDA's error, or a device that does not exist)."""
     try:
-        return backend.device_problem(device)
+        return cuda.device_problem(device)
     except RuntimeError as exc:
         return str(exc)
-
-
-def _describe_device(cupy, index, say):
-    props = cupy.cuda.runtime.getDeviceProperties(index)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    say(f"device:  cuda:{index}, {name}, compute capability {props['major']}.{props['minor']}, "
-        f"{props['totalGlobalMem'] / 2**30:.1f} GiB")
 
 
 # ---- the kernels, GPU against CPU -----------------------------------------------------------------------
@@ -160,19 +133,19 @@ def _training_step(device, size, batch, steps, say):
 def run(device="cuda", size=224, batch=128, steps=3, say=print):
     """Check the GPU path on `device` ('cuda' or 'cuda:N'); print as it goes; return 0 if all is right, else 1.
     `size` and `batch` set the timed training step (224 and 128: D2L's setting)."""
-    device = backend.canonical_device(device)
-    if device == "cpu":
+    kind, index = parse_device(device)
+    if kind == "cpu":
         raise ValueError("doctor checks a GPU: give cuda or cuda:N")
-    index = int(device[5:])
+    device = f"cuda:{index}"
     say("minivgg doctor: the GPU path, checked against the CPU")
-    cupy = _versions(say)
+    say(f"CuPy:    {cuda.describe_cupy()}")
     problem = _unusable(device)
     if problem:
         say(f"GPU path unavailable: {problem}")
         return 1
     failed = []
-    with cupy.cuda.Device(index):  # CuPy allocates and computes on its current device
-        _describe_device(cupy, index, say)
+    with cuda.use_device(device):  # CuPy allocates and computes on its current device
+        say(f"device:  {cuda.describe_device(index)}")
         say("kernels on the GPU against the CPU (float32, same inputs, forward and backward):")
         for name, check in _checks(device, np.random.default_rng(0)):
             try:

@@ -437,15 +437,16 @@ def cross_entropy(logits, labels):
     # On a GPU this check would wait for the device at every step (and CuPy wraps an out-of-range index
     # around instead of failing): train_epoch checks the labels there when it reads the loss anyway.
     if labels.device == "cpu" and labels.size:
-        low, high = int(labels.data.min()), int(labels.data.max())
-        if low < 0 or high >= logits.shape[1]:
-            raise label_range_error(low if low < 0 else high, logits.shape[1], f"logits {logits.shape}")
+        check_label_range(int(labels.data.min()), int(labels.data.max()), logits.shape[1], f"logits {logits.shape}")
     return CrossEntropyFunction()(logits, labels)
 
 
-def label_range_error(label, classes, where):
-    """The ValueError for a class label outside [0, classes); `where` says where it was found."""
-    return ValueError(f"cross_entropy: label {label} is out of range for {classes} classes ({where})")
+def check_label_range(low, high, classes, where):
+    """ValueError unless the smallest class label `low` and the largest `high` lie in [0, classes); `where`
+    says where they were found."""
+    if low < 0 or high >= classes:
+        label = low if low < 0 else high
+        raise ValueError(f"cross_entropy: label {label} is out of range for {classes} classes ({where})")
 
 
 REDUCTIONS = ("mean", "sum", "none")

@@ -14,6 +14,7 @@ from . import backend, cuda
 from . import functional as F
 from .nn.utils import clip_grad_norm_, device_of, evaluating
 from .serialization import load, save
+from .tally import EpochTally
 
 CHECKPOINT = "checkpoint.npz"
 INTERRUPTED = "interrupted.npz"
@@ -35,10 +36,8 @@ def classification_loss(logits, labels):
         return F.cross_entropy(logits, labels)
     labels = getattr(labels, "data", labels)  # a Tensor's array, or an array
     if backend.get_array_module(labels) is np and labels.size:  # a GPU's are checked by train_epoch, less often
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high > 1:
-            raise ValueError(f"binary classifier (logits {logits.shape}): labels must be 0 or 1, "
-                             f"got {low if low < 0 else high}")
+        F.check_label_range(int(labels.min()), int(labels.max()), 2,
+                            f"a binary classifier, logits {logits.shape}: labels must be 0 or 1")
     targets = labels.astype(logits.dtype).reshape(-1, 1)
     return F.binary_cross_entropy_with_logits(logits, targets)
 
@@ -203,72 +202,41 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
     history["points"]. Returns (mean loss, accuracy, examples).
 
     Before each step the generators are derived from (the loader's seed, epoch, step) (see
-    backend.derive_generators): the same seed that fixes the loader's order and flips fixes dropout's masks,
-    so a resumed run repeats the one that went straight through, on the CPU and on a GPU.
+    generators.derive_generators): the same seed that fixes the loader's order and flips fixes dropout's
+    masks, so a resumed run repeats the one that went straight through, on the CPU and on a GPU.
 
     A NaN/inf loss raises TrainingDiverged naming `checkpoint`, a label outside the classes the ValueError of
-    cross_entropy; a KeyboardInterrupt leaves with `.step` set to the steps done, for the caller's message."""
+    cross_entropy; a KeyboardInterrupt leaves with `.step` set to the steps done, for the caller's message.
+    When the running numbers are read back from a GPU is `EpochTally`'s business."""
     loader.set_epoch(epoch)
     net.train()
     device = device_of(net)
     seed = getattr(loader, "seed", 0)
     with backend.use_device(device):
-        xp = backend.array_module_for(device)
-        on_gpu = device != "cpu"
-        # The sums stay on the device: reading them is a synchronization, done only when logging, all in one
-        # copy (on the CPU it costs nothing, so there the loss is checked after every step). On a GPU the
-        # labels' smallest and largest values are kept too, for the range check that cross_entropy makes at
-        # once on the CPU: CuPy wraps an out-of-range index around instead of failing.
-        loss_sum, correct, seen = xp.zeros((), dtype=np.float64), xp.zeros((), dtype=np.int64), 0
-        label_low, label_high = xp.zeros((), dtype=np.int64), xp.zeros((), dtype=np.int64)
-        num_batches = len(loader)
-        bar = _progress(num_batches, f"epoch {epoch + 1}", progress)
+        tally = EpochTally(device, len(loader), log_every)
+        bar = _progress(len(loader), f"epoch {epoch + 1}", progress)
         start = time.perf_counter()
         step = 0
         try:
             for step, (images, labels) in enumerate(loader, 1):
                 backend.derive_generators(seed, epoch, step)
                 loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
-                n = labels.shape[0]
-                loss_sum += loss.data * n
-                correct += (predicted_labels(logits) == labels.data).sum()
-                seen += n
-                if on_gpu and n:
-                    label_low = xp.minimum(label_low, labels.data.min())
-                    label_high = xp.maximum(label_high, labels.data.max())
-                logging = step % log_every == 0 or step == num_batches
-                if logging or not on_gpu:
-                    total_loss, batch_loss, total_correct, low, high = _read(
-                        xp, loss_sum, loss.data, correct, label_low, label_high)
-                    classes = max(logits.shape[1], 2)  # one logit: a binary classifier, labels 0 and 1
-                    if on_gpu and (low < 0 or high >= classes):
-                        raise F.label_range_error(int(low if low < 0 else high), classes,
-                                                  f"seen by step {step} of epoch {epoch + 1}; on a GPU the labels are "
-                                                  f"checked when the loss is read, every {log_every} steps")
-                    mean_loss = total_loss / seen
+                classes = max(logits.shape[1], 2)  # one logit: a binary classifier, labels 0 and 1
+                tally.add(loss, predicted_labels(logits), labels, classes)
+                if tally.due(step):
+                    mean_loss, batch_loss, acc = tally.read(f"seen by step {step} of epoch {epoch + 1}")
                     check_finite_loss(mean_loss, batch_loss, epoch + 1, step, checkpoint)
-                    if logging:
-                        acc = total_correct / seen
-                        rate = seen / (time.perf_counter() - start)
-                        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}", ex_s=f"{rate:.0f}")
-                        history["points"].append({"epoch": epoch + step / num_batches, "loss": mean_loss, "acc": acc})
-                        if on_gpu:
-                            cuda.memory_info()  # updates the pool's high-water mark (host counters: no synchronization)
+                    if tally.logging(step):
+                        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{acc:.3f}",
+                                        ex_s=f"{tally.seen / (time.perf_counter() - start):.0f}")
+                        history["points"].append({"epoch": epoch + step / len(loader), "loss": mean_loss, "acc": acc})
                 bar.update(1)
         except KeyboardInterrupt as exc:
             exc.step = step  # how far the epoch got: fit names it when it saves interrupted.npz
             raise
         finally:
             bar.close()
-        total_loss, total_correct = _read(xp, loss_sum, correct)
-        return total_loss / max(seen, 1), total_correct / max(seen, 1), seen
-
-
-def _read(xp, *values):
-    """Device scalars as Python floats, copied to the host together: one synchronization on a GPU."""
-    if xp is np:
-        return [float(v) for v in values]
-    return [float(v) for v in backend.to_numpy(xp.stack([v.astype(np.float64) for v in values]))]
+        return tally.totals()
 
 
 def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, out_dir=None, start_epoch=0,
@@ -279,8 +247,8 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
     out_dir also the files of a `RunFolder` (plot, history.json, atomic checkpoint). Ctrl-C saves
     `interrupted.npz` (the weights at that moment) and re-raises; the last epoch's checkpoint stays
-    intact for an exact resume (`restore` gives start_epoch and history). `scheduler.step()` runs once per
-    epoch (ReduceLROnPlateau gets the test accuracy), or after every batch with scheduler_per_step=True.
+    intact for an exact resume (`restore` gives start_epoch and history). `scheduler.step(test_acc)` runs
+    once per epoch, or `scheduler.step()` after every batch with scheduler_per_step=True.
     `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
     step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
 
@@ -291,23 +259,21 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     """
     history = history or {"epochs": [], "points": []}
     device = device_of(net)
+    run = RunFolder(out_dir) if out_dir else None
+    epoch_options = dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
+                         monitor=monitor, progress=progress, log_every=log_every)
+    total_examples, total_time = 0, 0.0
     with backend.use_device(device):
-        run = RunFolder(out_dir) if out_dir else None
-        total_examples, total_time = 0, 0.0
         for epoch in range(start_epoch, start_epoch + epochs):
             start = time.perf_counter()
             if device != "cpu":
                 cuda.reset_peak_memory()
             try:
-                loss, acc, seen = train_epoch(
-                    net, train_loader, optimizer, epoch, history, scheduler=scheduler if scheduler_per_step else None,
-                    clip_grad_norm=clip_grad_norm, monitor=monitor, progress=progress, log_every=log_every,
-                    checkpoint=run.checkpoint if run and epoch > 0 else None)
+                loss, acc, seen = train_epoch(net, train_loader, optimizer, epoch, history, **epoch_options,
+                                              checkpoint=run.checkpoint if run and epoch > 0 else None)
             except KeyboardInterrupt as exc:
-                if run:
-                    path = run.save_interrupted(training_state(net, optimizer, scheduler, epoch, history, config))
-                    print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to "
-                             f"{path}; resume from the last full epoch with --resume {out_dir}")
+                _save_interrupted(run, training_state(net, optimizer, scheduler, epoch, history, config),
+                                  epoch, exc, print_fn)
                 raise
             train_time = time.perf_counter() - start
             test_acc = evaluate_accuracy(net, test_loader)
@@ -318,17 +284,35 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
             history["epochs"].append(record)
             print_fn(_epoch_line(record))
             if scheduler is not None and not scheduler_per_step:
-                scheduler.step(test_acc) if hasattr(scheduler, "bad_epochs") else scheduler.step()
+                _advance(scheduler, test_acc)
             if run:
                 run.save_epoch(training_state(net, optimizer, scheduler, epoch + 1, history, config), monitor)
-            total_examples += seen
-            total_time += train_time
-        if history["epochs"]:
-            last = history["epochs"][-1]
-            print_fn(f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
-            if total_time:
-                print_fn(f"{total_examples / total_time:.1f} examples/sec on {device}")
-        return history
+            total_examples, total_time = total_examples + seen, total_time + train_time
+    _print_summary(history, total_examples, total_time, device, print_fn)
+    return history
+
+
+def _advance(scheduler, test_acc):
+    """The end-of-epoch scheduler step: every scheduler takes the epoch's metric (ReduceLROnPlateau uses it)."""
+    scheduler.step(test_acc)
+
+
+def _save_interrupted(run, state, epoch, exc, print_fn):
+    """On Ctrl-C: write interrupted.npz into the run folder, if there is one, and say how to resume."""
+    if run is None:
+        return
+    path = run.save_interrupted(state)
+    print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to {path}; "
+             f"resume from the last full epoch with --resume {run.path}")
+
+
+def _print_summary(history, examples, seconds, device, print_fn):
+    if not history["epochs"]:
+        return
+    last = history["epochs"][-1]
+    print_fn(f"loss {last['loss']:.3f}, train acc {last['train_acc']:.3f}, test acc {last['test_acc']:.3f}")
+    if seconds:
+        print_fn(f"{examples / seconds:.1f} examples/sec on {device}")
 
 
 def _epoch_line(record):

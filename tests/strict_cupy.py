@@ -446,14 +446,14 @@ def installed(monkeypatch=None):
         return
     import sys
 
-    from minivgg import backend
+    from minivgg import cuda, generators
 
     fake = StrictCupy()
     for name in ("array", "asarray", "ascontiguousarray", "asanyarray"):
         monkeypatch.setattr(np, name, _refusing(getattr(np, name)))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setattr(backend, "_cupy_module", fake)
-    monkeypatch.setattr(backend, "_generators", {})
+    monkeypatch.setattr(cuda, "_cupy_module", fake)
+    monkeypatch.setattr(generators, "_generators", {})
     STATS.update(host_to_device=0, device_to_host=0, sync=0)
     SYNCS.clear()
     MACHINE.update(device_count=1, error=None)

@@ -298,7 +298,7 @@ def test_tf32_on_the_gpu_is_switched_on_and_said(gpu, capsys, tmp_path, monkeypa
 
 # ---- 10. minivgg.cuda without a GPU, and a real peak ------------------------------------------------------
 def test_memory_info_and_synchronize_without_a_gpu(monkeypatch):
-    monkeypatch.setattr(backend, "cuda_is_available", lambda: False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
     assert cuda.synchronize() is None
     assert cuda.memory_info() == {"available": False, "used": 0, "total": 0, "peak": 0}
 
