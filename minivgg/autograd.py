@@ -1,138 +1,28 @@
-"""The autograd engine: `Tensor`, `Function` (one graph node per op call) and the backward walk.
+"""The autograd engine's front: `Tensor`, its operators and in-place ops, and the backward walk.
 
-A forward call of a `Function` computes on raw arrays and, when gradients are wanted, links the output
-tensor to the function and the function to its inputs. `Tensor.backward()` sorts those functions in
-topological order without recursion and calls each one's `backward` once, after every gradient that
-flows into its output has arrived. `Tensor.backward_steps()` is the same walk, yielded one node at a time.
+`Function` (minivgg/function.py) records one graph node per op call; the ops are in minivgg/ops.py.
+`Tensor.backward()` sorts those functions in topological order without recursion and calls each one's
+`backward` once, after every gradient that flows into its output has arrived.
+`Tensor.backward_steps()` is the same walk, yielded one node at a time.
 """
-import contextlib
-import traceback
+import operator
 import weakref
 
 import numpy as np
 
-from . import backend, printing
-
-_state = {"grad_enabled": True, "anomaly": False}
-
-
-@contextlib.contextmanager
-def no_grad():
-    """Inside this block no graph is recorded (evaluation, optimizer updates)."""
-    previous = _state["grad_enabled"]
-    _state["grad_enabled"] = False
-    try:
-        yield
-    finally:
-        _state["grad_enabled"] = previous
-
-
-def is_grad_enabled():
-    return _state["grad_enabled"]
-
-
-class AnomalyError(FloatingPointError):
-    """Raised under `detect_anomaly()` at the first op that produces NaN or inf."""
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """Raise at the first forward or backward op whose result holds NaN or inf, naming the op and
-    the line of user code that created it. Slow (one finiteness check per op): for debugging."""
-    previous = _state["anomaly"]
-    _state["anomaly"] = True
-    try:
-        yield
-    finally:
-        _state["anomaly"] = previous
-
-
-def _user_line():
-    """'file:line: code' of the innermost stack frame outside this package."""
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if "/minivgg/" not in frame.filename.replace("\\", "/"):
-            return f"{frame.filename}:{frame.lineno}: {frame.line}"
-    return "<unknown>"
-
-
-def _check_finite(array, what):
-    xp = backend.get_array_module(array)
-    if array.dtype.kind == "f" and not bool(xp.isfinite(array).all()):
-        raise AnomalyError(what)
-
-
-class Function:
-    """One op. Subclasses define `forward(*arrays) -> array` and `backward(grad_out) -> grads`.
-
-    `backward` returns one gradient per input (or None where `self.needs_input_grad[i]` is False),
-    each of the input's shape. Forward stores on `self` only what backward needs. `inputs`, the graph's
-    way back: each input that is a leaf tensor itself, an `Edge` to its maker for each other input.
-    """
-
-    inputs = ()
-    needs_input_grad = ()
-
-    def __call__(self, *inputs):
-        tensors = [_as_tensor(x, like=inputs) for x in inputs]
-        _check_same_device(self.name, tensors)
-        self.needs_input_grad = tuple(t.requires_grad and _state["grad_enabled"] for t in tensors)
-        records_graph = any(self.needs_input_grad)  # under no_grad() nothing is kept for backward
-        y = self.forward(*[t.data for t in tensors])
-        out = Tensor(y)
-        if _state["anomaly"]:
-            self.created_at = _user_line()
-            _check_finite(y, f"forward of {self.name} produced NaN or inf, created at {self.created_at}")
-        if records_graph:
-            out.requires_grad = True
-            out.creator = self
-            self.inputs = [t if t.creator is None else Edge(t) for t in tensors]
-            self.output = weakref.ref(out)  # weak: the output owns its creator, not the reverse
-            self.output_shape, self.output_dtype = y.shape, y.dtype
-        return out
-
-    @property
-    def name(self):
-        """The op's name in errors and traces: Conv2dFunction -> 'Conv2d'."""
-        return type(self).__name__.removesuffix("Function")
-
-    def forward(self, *xs):
-        raise NotImplementedError
-
-    def backward(self, gy):
-        raise NotImplementedError
-
-    def release(self):
-        """Drop the graph links and saved arrays once backward is done (unless retain_graph)."""
-        self.__dict__.clear()
-        self.released = True
-
-
-class Edge:
-    """A Function's link to an input that another Function made: that maker (where backward goes on),
-    the input's shape and dtype, and a weak reference to the tensor itself.
-
-    Holding the tensor would keep its array alive until backward even where no backward step reads it:
-    a convolution's output, say, once the ReLU after it has kept its own output. Each Function keeps
-    what its backward needs on `self`; the graph keeps only the way back (as PyTorch's next_functions).
-    A tensor given a hook or retain_grad() is kept by its maker instead, so backward still finds it."""
-
-    is_leaf = False
-
-    def __init__(self, tensor):
-        self.creator, self.shape, self.dtype, self.name = tensor.creator, tensor.shape, tensor.dtype, tensor.name
-        self.tensor = weakref.ref(tensor)  # the tensor while someone else holds it, else None
-
-    def __repr__(self):
-        return f"Edge({self.creator.name}, shape={self.shape})"
-
-
-def _check_same_device(op, tensors):
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        listing = ", ".join(f"{t.device} {t.shape}" for t in tensors)
-        raise RuntimeError(
-            f"{op}: inputs are on different devices ({listing}). Move them with .to(device) first."
-        )
+from . import backend, ops, printing
+from .function import (  # noqa: F401  (re-exported: the engine's names, importable from here)
+    AnomalyError,
+    Edge,
+    Function,
+    TensorBase,
+    VersionCounter,
+    _check_finite,
+    _state,
+    detect_anomaly,
+    is_grad_enabled,
+    no_grad,
+)
 
 
 def _as_tensor(x, like=()):
@@ -152,8 +42,32 @@ def _ones_like(array):
     return backend.get_array_module(array).ones_like(array)
 
 
-class Tensor:
-    """An array (`.data`, NumPy or CuPy) plus what autograd needs: `.grad`, `.requires_grad`, `.creator`."""
+_TORCH_DTYPE_NAMES = {"float16": "Half", "float32": "Float", "float64": "Double", "int8": "Char", "int16": "Short",
+                      "int32": "Int", "int64": "Long", "uint8": "Byte", "bool": "Bool"}
+
+
+def _torch_dtype_name(dtype):
+    return _TORCH_DTYPE_NAMES.get(np.dtype(dtype).name, str(dtype))
+
+
+def _no_output():
+    """The output of a Function whose output tensor an in-place op has since taken over."""
+    return None
+
+
+class Tensor(TensorBase):
+    """An array (`.data`, NumPy or CuPy) plus what autograd needs: `.grad`, `.requires_grad`, `.creator`.
+
+    In-place ops (`add_`, `-=`, `zero_`, `x[i] = v`, ...) write into the tensor's own array and keep its
+    dtype. Each bumps the tensor's version (`t._version`): a Function that saved the array for backward
+    then refuses to compute a gradient from the changed values. On a leaf that requires grad they are
+    refused outside `no_grad()`; on another tensor, while gradients are recorded, they become a graph
+    node (as in PyTorch), except on a view of another tensor (a slice, a reshape), where they are refused.
+
+    `.data` is the raw array. Changing it (`t.data[...] = 0`, `t.data = array`) bypasses the graph and
+    the version check, as `.data` does in PyTorch: a gradient may then silently be wrong. Use it only
+    for that, and the in-place ops otherwise.
+    """
 
     __array_priority__ = 100  # numpy_array * tensor -> Tensor.__rmul__
 
@@ -170,6 +84,19 @@ class Tensor:
         self.name = name
         self._retains_grad = False
         self._hooks = []
+        self._version_counter = VersionCounter()
+        self._is_view = False
+
+    def _new(self, data):
+        """A plain Tensor on `data`: what an op on this tensor returns (a Parameter's ops give Tensors)."""
+        return Tensor(data)
+
+    def _alias(self, data):
+        """A new tensor, cut from the graph, on `data`; it shares this tensor's version if that is its array."""
+        out = Tensor(data)
+        if data is self.data:
+            out._version_counter = self._version_counter
+        return out
 
     # ---- facts about the array -------------------------------------------------------------
     @property
@@ -200,6 +127,11 @@ class Tensor:
     def is_leaf(self):
         return self.creator is None
 
+    @property
+    def _version(self):
+        """How many in-place ops have changed this tensor's array (PyTorch's `t._version`)."""
+        return self._version_counter.value
+
     def __len__(self):
         return len(self.data)
 
@@ -226,8 +158,7 @@ class Tensor:
         data = backend.to_device(self.data, device)
         if data is self.data:
             return self
-        out = Tensor(data, requires_grad=self.requires_grad and self.is_leaf, name=self.name)
-        return out
+        return Tensor(data, requires_grad=self.requires_grad and self.is_leaf, name=self.name)
 
     def cpu(self):
         return self.to("cpu")
@@ -236,14 +167,14 @@ class Tensor:
         return self.to("cuda")
 
     def detach(self):
-        """The same data, cut from the graph."""
-        return Tensor(self.data)
+        """The same data (and version counter), cut from the graph."""
+        return self._alias(self.data)
 
     def float(self):
-        return Tensor(self.data.astype("float32", copy=False))
+        return self._alias(self.data.astype("float32", copy=False))
 
     def astype(self, dtype):
-        return Tensor(self.data.astype(dtype, copy=False))
+        return self._alias(self.data.astype(dtype, copy=False))
 
     # ---- autograd ----------------------------------------------------------------------------
     def requires_grad_(self, flag=True):
@@ -274,7 +205,7 @@ class Tensor:
         if set_to_none:
             self.grad = None
         elif self.grad is not None:
-            self.grad.data[...] = 0
+            self.grad.zero_()
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's `.grad` that requires grad.
@@ -288,8 +219,124 @@ class Tensor:
         """Backward one graph node at a time: a generator of `BackwardStep`s (see `minivgg.inspection`)."""
         return _backward_walk(self, grad, retain_graph)
 
-    # ---- comparisons give plain boolean tensors; the arithmetic operators (+, *, @, [], .sum(), ...)
-    # are the ops of minivgg/ops.py, attached to Tensor at the end of that module.
+    # ---- the operators: each an op of minivgg/ops.py, recorded in the graph --------------------------
+    __add__, __sub__, __mul__, __truediv__ = ops.add, ops.sub, ops.mul, ops.div
+    __pow__, __neg__, __matmul__, __getitem__ = ops.pow, ops.neg, ops.matmul, ops.getitem
+    matmul, exp, log, sqrt, tanh, sigmoid = ops.matmul, ops.exp, ops.log, ops.sqrt, ops.tanh, ops.sigmoid
+    sum, mean, max, flatten, broadcast_to = ops.sum, ops.mean, ops.max, ops.flatten, ops.broadcast_to
+
+    def __radd__(self, other):
+        return ops.add(other, self)
+
+    def __rsub__(self, other):
+        return ops.sub(other, self)
+
+    def __rmul__(self, other):
+        return ops.mul(other, self)
+
+    def __rtruediv__(self, other):
+        return ops.div(other, self)
+
+    def __rmatmul__(self, other):
+        return ops.matmul(other, self)
+
+    def reshape(self, *shape):
+        """x.reshape(2, 3) and x.reshape((2, 3)) both mean the shape (2, 3)."""
+        return ops.reshape(self, _shape_args(shape))
+
+    def transpose(self, *axes):
+        return ops.transpose(self, _shape_args(axes) or None)
+
+    @property
+    def T(self):
+        return ops.transpose(self)
+
+    # ---- in-place ops: they write into this tensor's own array (see the class docstring) ------------
+    def add_(self, other, alpha=1):
+        return self._inplace(ops.add, operator.iadd, other if alpha == 1 else other * alpha)
+
+    def sub_(self, other, alpha=1):
+        return self._inplace(ops.sub, operator.isub, other if alpha == 1 else other * alpha)
+
+    def mul_(self, other):
+        return self._inplace(ops.mul, operator.imul, other)
+
+    def div_(self, other):
+        return self._inplace(ops.div, operator.itruediv, other)
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def __setitem__(self, index, value):
+        """x[index] = value; the value is cast to x's dtype, as in PyTorch."""
+        index = ops.as_index(index)
+        self._inplace(lambda t, v: ops.setitem(t, index, v), lambda a, v: a.__setitem__(index, v), value,
+                      cast_any=True)
+
+    def fill_(self, value):
+        self[...] = value
+        return self
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def copy_(self, src):
+        """Copy src's values (broadcast to this tensor's shape, cast to its dtype) into this tensor."""
+        self[...] = src
+        return self
+
+    def _inplace(self, graph_op, array_op, other, cast_any=False):
+        """What every in-place op does. `graph_op(self, other)` computes the result out of place, as a
+        graph node, when gradients are recorded; else `array_op(array, other)` changes the array itself."""
+        other_data = other.data if isinstance(other, Tensor) else other
+        recording = _state["grad_enabled"] and (self.requires_grad or getattr(other, "requires_grad", False))
+        self._check_inplace(other_data, recording, cast_any)
+        if recording:
+            self._take_over(graph_op(self, other))
+        else:
+            array_op(self.data, other_data)
+        self._version_counter.value += 1
+        return self
+
+    def _check_inplace(self, other, recording, cast_any):
+        if recording and self.is_leaf and self.requires_grad:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if recording and self._is_view:
+            raise RuntimeError(
+                "an in-place operation on a view of another tensor (a slice, a reshape) cannot be recorded "
+                "for backward: do it out of place (y = x + 1), or inside no_grad()."
+            )
+        if cast_any:
+            return
+        result = np.result_type(self.dtype, getattr(other, "dtype", other))
+        if not np.can_cast(result, self.dtype, casting="same_kind"):
+            raise RuntimeError(f"result type {_torch_dtype_name(result)} can't be cast to the desired output "
+                               f"type {_torch_dtype_name(self.dtype)}")
+        if np.broadcast_shapes(self.shape, np.shape(other)) != self.shape:
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                               f"{list(np.broadcast_shapes(self.shape, np.shape(other)))}")
+
+    def _take_over(self, result):
+        """Make this tensor the output of `result`'s graph node: the in-place op becomes that node, whose
+        input is this tensor's previous value (whose maker no longer has an output tensor)."""
+        self.data[...] = result.data
+        if self.creator is not None:
+            self.creator.output = _no_output
+        self.creator, self.requires_grad = result.creator, True
+        self.creator.output = weakref.ref(self)
+        if self._hooks or self._retains_grad:
+            self._keep_for_backward()
+
+    # ---- comparisons give plain boolean tensors -------------------------------------------------------
     def _compare(self, other, op):
         other = other.data if isinstance(other, Tensor) else other
         return Tensor(getattr(self.data, op)(other))
@@ -327,6 +374,11 @@ class Tensor:
 
     def any(self):
         return bool(self.data.any())
+
+
+def _shape_args(args):
+    """(2, 3) and ((2, 3),) both mean the shape (2, 3)."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
 
 
 class _HookHandle:
@@ -402,18 +454,25 @@ def graph_functions(root, what="backward()"):
             )
         seen.add(fn)
         stack.append((fn, True))  # listed once everything pushed after it (its inputs' makers) is
-        stack.extend((t.creator, False) for t in fn.inputs if t.creator is not None and t.creator not in seen)
+        stack.extend((e.creator, False) for e in fn.inputs if e.creator is not None and e.creator not in seen)
     return order
 
 
-def _finish_gradient(t, g):
-    """Run `t`'s hooks on its complete gradient `g`; store it if `t` keeps grads. Returns the final g."""
+def _finish_gradient(t, g, stored):
+    """Run `t`'s hooks on its complete gradient `g`; store it if `t` keeps grads. Returns the final g.
+
+    A stored gradient is the tensor's own array (in-place ops like `grad.zero_()` may change it): a view,
+    or an array already stored for another tensor (`stored`, ids), is copied first."""
     for hook in list(t._hooks):
         replaced = hook(Tensor(g))
         if replaced is not None:
             g = replaced.data if isinstance(replaced, Tensor) else replaced
     if t.is_leaf or t._retains_grad:
-        t.grad = Tensor(g) if t.grad is None else Tensor(t.grad.data + g)
+        if t.grad is not None:
+            t.grad = Tensor(t.grad.data + g)
+        else:
+            t.grad = Tensor(g if g.base is None and id(g) not in stored else g.copy())
+            stored.add(id(t.grad.data))
     return g
 
 
@@ -438,46 +497,72 @@ def _root_gradient(root, grad):
     return grad
 
 
+def _checked_gradients(fn, gxs):
+    """What `fn.backward` returned, as one gradient per input (None where none is needed). A wrong count,
+    shape or dtype is an error naming the op, in PyTorch's words; a float of another width is cast to the
+    input's dtype, as PyTorch does (keeps float32 float32 where an op's arithmetic upcast)."""
+    gxs = tuple(gxs) if isinstance(gxs, (tuple, list)) else (gxs,)
+    n = len(fn.inputs)
+    if len(gxs) < n or any(g is not None for g in gxs[n:]):  # extra gradients are allowed if None
+        raise RuntimeError(f"function {fn.name}Backward returned an incorrect number of gradients "
+                           f"(expected {n}, got {len(gxs)})")
+    checked = []
+    for i, (edge, needed, gx) in enumerate(zip(fn.inputs, fn.needs_input_grad, gxs)):
+        if isinstance(gx, Tensor):
+            gx = gx.data
+        if not needed or gx is None:
+            checked.append(None)
+            continue
+        if gx.shape != edge.shape:
+            raise RuntimeError(f"Function {fn.name}Backward returned an invalid gradient at index {i} - got "
+                               f"{list(gx.shape)} but expected shape compatible with {list(edge.shape)}")
+        if gx.dtype != edge.dtype:
+            if gx.dtype.kind != "f":
+                raise RuntimeError(f"Function {fn.name}Backward returned an invalid gradient at index {i} - "
+                                   f"expected dtype {edge.dtype} but got {gx.dtype}")
+            gx = gx.astype(edge.dtype)
+        checked.append(gx)
+    return checked
+
+
 def _backward_walk(root, grad, retain_graph):
     grad = _root_gradient(root, grad)
+    stored = {id(grad)}  # arrays stored as some tensor's .grad (or the caller's own): never stored twice
     if root.creator is None:
-        _finish_gradient(root, grad)
+        _finish_gradient(root, grad, stored)
         return
     order = graph_functions(root)[::-1]  # consumers before the functions that made their inputs
     leaf_uses = {}  # graph edges into each leaf: its gradient is complete when all have delivered
     for fn in order:
-        for t, needed in zip(fn.inputs, fn.needs_input_grad):
-            if needed and t.creator is None:
-                leaf_uses[t] = leaf_uses.get(t, 0) + 1
+        for e, needed in zip(fn.inputs, fn.needs_input_grad):
+            if needed and e.is_leaf:
+                leaf_uses[e.tensor()] = leaf_uses.get(e.tensor(), 0) + 1
     # Outputs with hooks or retain_grad, held here: releasing their consumer may drop the last reference.
     watched = {fn: out for fn in order if (out := fn.output()) is not None and (out._hooks or out._retains_grad)}
     pending, leaf_grads = {root.creator: grad}, {}  # gradients still arriving, per function and per leaf
     for index, fn in enumerate(order):
         gy = pending.pop(fn, None)
-        if gy is None:  # unreachable in practice: every listed node has a consumer on the path
+        if gy is None:  # every gradient sent towards it was None
             continue
         if fn in watched:
-            gy = _finish_gradient(watched.pop(fn), gy)
-        gxs = fn.backward(gy)
-        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
-        for i, (t, needed, gx) in enumerate(zip(fn.inputs, fn.needs_input_grad, gxs)):
+            gy = _finish_gradient(watched.pop(fn), gy, stored)
+        gxs = _checked_gradients(fn, fn.backward(gy))
+        for i, (e, needed, gx) in enumerate(zip(fn.inputs, fn.needs_input_grad, gxs)):
             if not needed:
                 continue
-            if _state["anomaly"]:
+            if _state["anomaly"] and gx is not None:
                 _check_finite(gx, f"backward of {fn.name} (step {index}) produced NaN or inf in the gradient "
                                   f"of input {i}; the node was created at {getattr(fn, 'created_at', '?')}")
-            if gx.dtype != t.dtype:  # keep float32 float32 even if an op's arithmetic upcast
-                gx = gx.astype(t.dtype)
-            if t.creator is not None:  # a gradient for the function that made t: add it to what it has
-                pending[t.creator] = gx if t.creator not in pending else pending[t.creator] + gx
+            if not e.is_leaf:  # a gradient for the function that made the input: add it to what it has
+                if gx is not None:
+                    pending[e.creator] = gx if e.creator not in pending else pending[e.creator] + gx
                 continue
-            leaf_grads[t] = gx if t not in leaf_grads else leaf_grads[t] + gx
+            t = e.tensor()
+            if gx is not None:
+                leaf_grads[t] = gx if t not in leaf_grads else leaf_grads[t] + gx
             leaf_uses[t] -= 1
-            if leaf_uses[t] == 0:
-                _finish_gradient(t, leaf_grads.pop(t))
-        yield BackwardStep(index, fn, gy, list(gxs))
+            if leaf_uses[t] == 0 and t in leaf_grads:
+                _finish_gradient(t, leaf_grads.pop(t), stored)
+        yield BackwardStep(index, fn, gy, gxs)
         if not retain_graph:
             fn.release()
-
-
-from . import ops  # noqa: E402,F401  (defines the ops, which subclass Function, and attaches them to Tensor as operators)

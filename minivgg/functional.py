@@ -188,7 +188,7 @@ class Conv2dFunction(Function):
         if bias is not None:
             y += bias.reshape(1, k, 1, 1)
         self.col = col if self.needs_input_grad[1] else None
-        self.weight = weight if self.needs_input_grad[0] else None
+        self.save_for_backward(weight if self.needs_input_grad[0] else None)
         self.x_shape = x.shape
         return y
 
@@ -197,7 +197,8 @@ class Conv2dFunction(Function):
         g = gy.transpose(1, 0, 2, 3).reshape(k, -1)                        # (K, N*OH*OW)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gcol = self.weight.reshape(k, -1).T @ g                        # (C*KH*KW, N*OH*OW)
+            weight, = self.saved_tensors
+            gcol = weight.reshape(k, -1).T @ g                             # (C*KH*KW, N*OH*OW)
             gx = col2im_array(gcol, self.x_shape, self.kernel, self.stride, self.padding)
         if self.needs_input_grad[1]:
             gw = (g @ self.col.T).reshape(k, -1, *self.kernel)            # (K, C, KH, KW)
@@ -273,11 +274,13 @@ class ReLUFunction(Function):
     """max(x, 0), any shape. Keeps the output: its positive entries are where the gradient passes."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).maximum(x, 0)
-        return self.y
+        y = backend.get_array_module(x).maximum(x, 0)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        y, = self.saved_tensors
+        return gy * (y > 0)
 
 
 def relu(x):
@@ -330,14 +333,14 @@ class LinearFunction(Function):
 
     def forward(self, x, weight, bias=None):
         _check_linear_inputs(x, weight)
-        self.x = x if self.needs_input_grad[1] else None
-        self.weight = weight if self.needs_input_grad[0] else None
+        self.save_for_backward(x if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
         y = x @ weight.T                                                   # (N, out)
         return y if bias is None else y + bias
 
     def backward(self, gy):                                                # gy (N, out)
-        gx = gy @ self.weight if self.needs_input_grad[0] else None        # (N, in)
-        gw = gy.T @ self.x if self.needs_input_grad[1] else None           # (out, in)
+        x, weight = self.saved_tensors
+        gx = gy @ weight if self.needs_input_grad[0] else None             # (N, in)
+        gw = gy.T @ x if self.needs_input_grad[1] else None                # (out, in)
         gb = gy.sum(axis=0) if _wants(self, 2) else None                   # (out,)
         return gx, gw, gb
 
@@ -369,12 +372,13 @@ class LogSoftmaxFunction(Function):
         self.axis = axis
 
     def forward(self, x):
-        self.y = _log_softmax_array(x, self.axis)
-        return self.y
+        y = _log_softmax_array(x, self.axis)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        xp = backend.get_array_module(gy)
-        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+        y, = self.saved_tensors
+        return gy - backend.get_array_module(gy).exp(y) * gy.sum(axis=self.axis, keepdims=True)
 
 
 class SoftmaxFunction(Function):
@@ -384,11 +388,13 @@ class SoftmaxFunction(Function):
         self.axis = axis
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).exp(_log_softmax_array(x, self.axis))
-        return self.y
+        y = backend.get_array_module(x).exp(_log_softmax_array(x, self.axis))
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return self.y * (gy - (gy * self.y).sum(axis=self.axis, keepdims=True))
+        y, = self.saved_tensors
+        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
 
 
 def log_softmax(x, dim=-1):
@@ -409,7 +415,8 @@ class CrossEntropyFunction(Function):
         xp = backend.get_array_module(logits)
         n = logits.shape[0]
         logp = _log_softmax_array(logits, axis=1)                         # (N, C)
-        self.logp, self.labels = logp, labels
+        self.logp = logp
+        self.save_for_backward(labels)
         picked = logp[xp.arange(n), labels]                                # (N,)
         return -(picked.sum() / logits.dtype.type(n))
 
@@ -417,7 +424,8 @@ class CrossEntropyFunction(Function):
         xp = backend.get_array_module(gy)
         n = self.logp.shape[0]
         g = xp.exp(self.logp)                                              # softmax (N, C)
-        g[xp.arange(n), self.labels] -= 1
+        labels, = self.saved_tensors
+        g[xp.arange(n), labels] -= 1
         g *= gy / g.dtype.type(n)
         return g, None
 
@@ -467,7 +475,7 @@ class BinaryCrossEntropyWithLogitsFunction(Function):
 
     def forward(self, x, y):
         xp = backend.get_array_module(x)
-        self.x, self.y = x, y
+        self.save_for_backward(x, y)
         loss = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))   # x's shape
         if self.reduction == "none":
             return loss
@@ -476,7 +484,7 @@ class BinaryCrossEntropyWithLogitsFunction(Function):
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        x, y = self.x, self.y
+        x, y = self.saved_tensors
         if self.reduction == "mean":
             gy = gy / x.dtype.type(x.size)
         e = xp.exp(-xp.abs(x))                                             # in (0, 1]: never overflows
@@ -541,16 +549,17 @@ class LocalResponseNormFunction(Function):
         dtype = x.dtype.type
         sq_sum = _channel_window_sum(x * x, self.before, self.after)
         self.d = dtype(self.k) + dtype(self.alpha / self.size) * sq_sum
-        self.x = x
-        self.y = x * self.d ** dtype(-self.beta)
-        return self.y
+        y = x * self.d ** dtype(-self.beta)
+        self.save_for_backward(x, y)
+        return y
 
     def backward(self, gy):
+        x, y = self.saved_tensors
         dtype = gy.dtype.type
         # direct term, plus each channel's effect on the denominators of the channels whose window holds it
-        t = gy * self.y / self.d
+        t = gy * y / self.d
         spread = _channel_window_sum(t, self.after, self.before)  # the transposed window
-        return gy * self.d ** dtype(-self.beta) - dtype(2 * self.alpha * self.beta / self.size) * self.x * spread
+        return gy * self.d ** dtype(-self.beta) - dtype(2 * self.alpha * self.beta / self.size) * x * spread
 
 
 def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):

@@ -102,7 +102,7 @@ def to_dot(tensor, show_data=False, show_grad=True, params=None):
         lines.append(f'  {fid} [shape=ellipse, style=filled, fillcolor=lightyellow, label="{fn.name}"];')
         for t in fn.inputs:
             src = outputs.get(t.creator) if t.creator is not None else None
-            lines.append(f"  {src or tensor_node(t)} -> {fid};")
+            lines.append(f"  {src or tensor_node(t.tensor())} -> {fid};")
         if out is not None:
             outputs[fn] = tensor_node(out)
         else:  # the graph holds only an Edge to this output, whose tensor is gone: drawn from what the op recorded

@@ -2,12 +2,13 @@
 backward side by side, shapes in the docstring) followed by its snake_case wrapper.
 
 `sum`, `max` and `pow` are named like `torch.sum`, `torch.max` and `torch.pow` so that code carries over;
-inside this module they shadow Python's builtins, which it therefore does not use.
+inside this module they shadow Python's builtins, which it therefore does not use. Tensor's operators
+and in-place ops (autograd.py) call these; this module knows tensors only as `TensorBase`.
 """
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, _as_tensor
+from .function import Function, TensorBase
 
 
 def sum_to(g, shape):
@@ -70,14 +71,14 @@ class Mul(_Binary):
     """a * b -> broadcast shape. Keeps the other factor of each input that needs a gradient."""
 
     def compute(self, a, b):
-        self.a = a if self.needs_input_grad[1] else None
-        self.b = b if self.needs_input_grad[0] else None
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b if self.needs_input_grad[0] else None)
         return a * b
 
     def backward(self, gy):
+        a, b = self.saved_tensors
         sa, sb = self.shapes
-        return (sum_to(gy * self.b, sa) if self.needs_input_grad[0] else None,
-                sum_to(gy * self.a, sb) if self.needs_input_grad[1] else None)
+        return (sum_to(gy * b, sa) if self.needs_input_grad[0] else None,
+                sum_to(gy * a, sb) if self.needs_input_grad[1] else None)
 
 
 def mul(a, b):
@@ -85,16 +86,17 @@ def mul(a, b):
 
 
 class Div(_Binary):
-    """a / b -> broadcast shape."""
+    """a / b -> broadcast shape. Keeps b, and a only if b needs a gradient."""
 
     def compute(self, a, b):
-        self.a, self.b = a, b
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b)
         return a / b
 
     def backward(self, gy):
+        a, b = self.saved_tensors
         sa, sb = self.shapes
-        ga = sum_to(gy / self.b, sa) if self.needs_input_grad[0] else None
-        gb = sum_to(-gy * self.a / (self.b * self.b), sb) if self.needs_input_grad[1] else None
+        ga = sum_to(gy / b, sa) if self.needs_input_grad[0] else None
+        gb = sum_to(-gy * a / (b * b), sb) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -109,16 +111,17 @@ class Pow(Function):
         self.c = exponent
 
     def forward(self, x):
-        self.x = x
+        self.save_for_backward(x)
         return x ** self.c
 
     def backward(self, gy):
-        return gy * self.c * self.x ** (self.c - 1)
+        x, = self.saved_tensors
+        return gy * self.c * x ** (self.c - 1)
 
 
 def pow(x, exponent):
     """x ** exponent. Named like torch.pow (`minivgg.pow`), so it shadows the builtin `pow` in this module."""
-    if isinstance(exponent, Tensor):
+    if isinstance(exponent, TensorBase):
         raise TypeError("pow: the exponent must be a number; for a tensor exponent use exp(b * log(a))")
     return Pow(exponent)(x)
 
@@ -141,11 +144,13 @@ class Exp(Function):
     """exp(x) -> x's shape. Keeps the output."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).exp(x)
-        return self.y
+        y = backend.get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * self.y
+        y, = self.saved_tensors
+        return gy * y
 
 
 def exp(x):
@@ -156,11 +161,12 @@ class Log(Function):
     """log(x) -> x's shape."""
 
     def forward(self, x):
-        self.x = x
+        self.save_for_backward(x)
         return backend.get_array_module(x).log(x)
 
     def backward(self, gy):
-        return gy / self.x
+        x, = self.saved_tensors
+        return gy / x
 
 
 def log(x):
@@ -171,11 +177,13 @@ class Sqrt(Function):
     """sqrt(x) -> x's shape. Keeps the output."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).sqrt(x)
-        return self.y
+        y = backend.get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy / (2 * self.y)
+        y, = self.saved_tensors
+        return gy / (2 * y)
 
 
 def sqrt(x):
@@ -186,11 +194,13 @@ class Tanh(Function):
     """tanh(x) -> x's shape. Keeps the output."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).tanh(x)
-        return self.y
+        y = backend.get_array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * (1 - self.y * self.y)
+        y, = self.saved_tensors
+        return gy * (1 - y * y)
 
 
 def tanh(x):
@@ -201,11 +211,13 @@ class Sigmoid(Function):
     """1 / (1 + exp(-x)) -> x's shape, computed as 0.5 tanh(x/2) + 0.5 (no overflow). Keeps the output."""
 
     def forward(self, x):
-        self.y = backend.get_array_module(x).tanh(x * 0.5) * 0.5 + 0.5
-        return self.y
+        y = backend.get_array_module(x).tanh(x * 0.5) * 0.5 + 0.5
+        self.save_for_backward(y)
+        return y
 
     def backward(self, gy):
-        return gy * self.y * (1 - self.y)
+        y, = self.saved_tensors
+        return gy * y * (1 - y)
 
 
 def sigmoid(x):
@@ -225,16 +237,16 @@ class MatMul(Function):
                 f"matmul: shapes {a.shape} @ {b.shape} do not fit: the last dimension of the first ({ka}) must "
                 f"equal the {'second-to-last' if b.ndim > 1 else 'only'} dimension of the second ({kb})"
             )
-        self.a = a if self.needs_input_grad[1] else None
-        self.b = b if self.needs_input_grad[0] else None
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b if self.needs_input_grad[0] else None)
         self.shapes = (a.shape, b.shape)
         return a @ b
 
     def backward(self, gy):
+        a, b = self.saved_tensors
         sa, sb = self.shapes
         xp = backend.get_array_module(gy)
-        a_ = self.a if self.a is None or self.a.ndim > 1 else self.a[None, :]
-        b_ = self.b if self.b is None or self.b.ndim > 1 else self.b[:, None]
+        a_ = a if a is None or a.ndim > 1 else a[None, :]
+        b_ = b if b is None or b.ndim > 1 else b[:, None]
         g = gy
         if len(sa) == 1:
             g = xp.expand_dims(g, -2)
@@ -314,15 +326,16 @@ class Max(Function):
 
     def forward(self, x):
         self.axes = _normalize_axis(self.axis, x.ndim)
-        y = x.max(axis=self.axes, keepdims=True)
-        self.x, self.y_kept = x, y
-        return y if self.keepdims else y.reshape([n for i, n in enumerate(x.shape) if i not in self.axes])
+        y = x.max(axis=self.axes, keepdims=self.keepdims)
+        self.save_for_backward(x, y)
+        return y
 
     def backward(self, gy):
-        g = _expand_reduced(gy, self.x.shape, self.axes, self.keepdims)
-        is_max = self.x == self.y_kept
+        x, y = self.saved_tensors
+        g = _expand_reduced(gy, x.shape, self.axes, self.keepdims)
+        is_max = x == _expand_reduced(y, x.shape, self.axes, self.keepdims)
         share = is_max / is_max.sum(axis=self.axes, keepdims=True)
-        return (g * share).astype(self.x.dtype, copy=False)
+        return (g * share).astype(x.dtype, copy=False)
 
 
 def max(x, axis=None, keepdims=False):
@@ -353,7 +366,7 @@ def reshape(x, shape):
 
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge the axes start_dim..end_dim into one (torch.flatten)."""
-    shape = _as_tensor(x).shape
+    shape = x.shape
     start, end = start_dim % len(shape), end_dim % len(shape)
     merged = int(np.prod(shape[start:end + 1]))
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
@@ -417,12 +430,46 @@ class GetItem(Function):
         return gx
 
 
+def as_index(index):
+    """An index with its Tensors (integer or boolean) replaced by their arrays."""
+    if isinstance(index, TensorBase):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, TensorBase) else i for i in index)
+    return index
+
+
 def getitem(x, index):
-    if isinstance(index, Tensor):
-        index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return GetItem(index)(x)
+    return GetItem(as_index(index))(x)
+
+
+class SetItem(Function):
+    """(x, value) -> a copy of x with x[index] = value (value broadcast, cast to x's dtype): the graph node
+    of the in-place `x[index] = value` while gradients are recorded."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x, value):
+        self.value_shape = value.shape
+        y = x.copy()
+        y[self.index] = value
+        return y
+
+    def backward(self, gy):
+        gx = gv = None
+        if self.needs_input_grad[0]:
+            gx = gy.copy()
+            gx[self.index] = 0  # overwritten: x's old values there reach the output no more
+        if self.needs_input_grad[1]:
+            g = gy[self.index]  # the value may have had extra leading axes of size 1
+            gv = sum_to(g.reshape((1,) * (len(self.value_shape) - g.ndim) + g.shape), self.value_shape)
+        return gx, gv
+
+
+def setitem(x, index, value):
+    """x with x[index] = value, out of place (see SetItem)."""
+    return SetItem(as_index(index))(x, value)
 
 
 def _is_gather(index):
@@ -472,30 +519,3 @@ class Stack(Function):
 
 def stack(tensors, axis=0):
     return Stack(axis)(*tensors)
-
-
-# ---- Tensor's operators and methods: `a + b` is add(a, b), `x.sum(1)` is sum(x, 1) ---------------------
-def _shape_args(args):
-    """x.reshape(2, 3) and x.reshape((2, 3)) both mean the shape (2, 3)."""
-    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
-
-
-Tensor.__add__ = add
-Tensor.__radd__ = lambda self, other: add(other, self)
-Tensor.__sub__ = sub
-Tensor.__rsub__ = lambda self, other: sub(other, self)
-Tensor.__mul__ = mul
-Tensor.__rmul__ = lambda self, other: mul(other, self)
-Tensor.__truediv__ = div
-Tensor.__rtruediv__ = lambda self, other: div(other, self)
-Tensor.__pow__ = pow
-Tensor.__neg__ = neg
-Tensor.__matmul__ = Tensor.matmul = matmul
-Tensor.__rmatmul__ = lambda self, other: matmul(other, self)
-Tensor.__getitem__ = getitem
-Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.tanh, Tensor.sigmoid = exp, log, sqrt, tanh, sigmoid
-Tensor.sum, Tensor.mean, Tensor.max = sum, mean, max
-Tensor.reshape = lambda self, *shape: reshape(self, _shape_args(shape))
-Tensor.transpose = lambda self, *axes: transpose(self, _shape_args(axes) or None)
-Tensor.T = property(transpose)
-Tensor.flatten, Tensor.broadcast_to = flatten, broadcast_to
