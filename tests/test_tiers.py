@@ -1,5 +1,6 @@
 """The two kernel tiers: the fast CPU variants (minivgg/fast_cpu.py) compute what the reference kernels
-(minivgg/functional.py) compute, forward and backward, on drawn shapes; the switch; the CPU machinery."""
+(minivgg/functional.py) compute, forward and backward, on drawn shapes, and what the optimizers' updates
+(minivgg/optim.py) compute; the switch; the CPU machinery."""
 import os
 import subprocess
 import sys
