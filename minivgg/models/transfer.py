@@ -68,6 +68,24 @@ def _read_state(state_dict_or_path):
     return arrays
 
 
+def _first_shape_mismatch(net, names, state):
+    """The message for the first stored weight whose shape the model's parameter cannot take, or None."""
+    for key, (name, p) in names.items():
+        if key not in state:
+            continue
+        stored = tuple(state[key].shape)
+        if p.is_materialized:
+            fits, expected = stored == p.shape, p.shape
+        else:  # a lazy layer not yet called knows its output size only
+            layer = net.get_submodule(name.rpartition(".")[0])
+            out = getattr(layer, "out_features", None) or layer.out_channels
+            fits, expected = len(stored) >= 1 and stored[0] == out, f"({out}, ...)"
+        if not fits:
+            return (f"first shape mismatch: {key} has shape {stored} in the weights, but the model's {name} has "
+                    f"{expected}")
+    return None
+
+
 def load_torchvision_weights(net, state_dict_or_path, head=True):
     """Load a torchvision VGG state dict (vgg11/13/16/19 without batch norm: keys `features.N.weight`,
     `features.N.bias`, `classifier.0/3/6.weight|bias`) into `net`, a `vgg_from_config` network of
@@ -90,22 +108,9 @@ def load_torchvision_weights(net, state_dict_or_path, head=True):
     batch_norm = any(k.endswith(("running_mean", "running_var")) for k in state if k not in names)
     problems = key_problems(names, state, " (batch-norm variants such as vgg16_bn are not supported)"
                             if batch_norm else "")
-    for key, (name, p) in names.items():
-        if key not in state:
-            continue
-        stored = tuple(state[key].shape)
-        if p.is_materialized:
-            fits = stored == p.shape
-            expected = p.shape
-        else:  # a lazy layer not yet called knows its output size only
-            layer = net.get_submodule(name.rpartition(".")[0])
-            out = getattr(layer, "out_features", None) or layer.out_channels
-            fits = len(stored) >= 1 and stored[0] == out
-            expected = f"({out}, ...)"
-        if not fits:
-            problems.append(f"first shape mismatch: {key} has shape {stored} in the weights, but the model's "
-                            f"{name} has {expected}")
-            break
+    mismatch = _first_shape_mismatch(net, names, state)
+    if mismatch:
+        problems.append(mismatch)
     if problems:
         raise ValueError("load_torchvision_weights: " + "; ".join(problems) + ". Build the network with "
                          "models.vgg_from_config and the configuration the weights were trained for "
