@@ -18,7 +18,6 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor
-from .generators import AUGMENT_STREAM, FLIP_STREAM, stream_rng
 
 text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                "ankle boot"]
@@ -114,8 +113,9 @@ def parse_idx(raw, path, expected_count, kind=None):
     expected = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}.get(kind)
     if expected is not None and magic in (IMAGES_MAGIC, LABELS_MAGIC) and magic != expected:
         other = "labels" if kind == "images" else "images"
-        raise DatasetError(f"{path} holds {other} (IDX magic number {magic}), not {kind} ({expected}): a {other} "
-                           f"file saved under the {kind} file's name? Put the Fashion-MNIST {kind} file there")
+        article = "an" if other == "images" else "a"
+        raise DatasetError(f"{path} holds {other} (IDX magic number {magic}), not {kind} ({expected}): {article} "
+                           f"{other} file saved under the {kind} file's name? Put the Fashion-MNIST {kind} file there")
     if magic == IMAGES_MAGIC:
         rows, cols = int.from_bytes(raw[8:12], "big"), int.from_bytes(raw[12:16], "big")
         shape, offset = (count, rows, cols), 16
@@ -284,13 +284,13 @@ class DataLoader:
 
     def __iter__(self):
         order = self._order()
-        flips = stream_rng(self.seed, self.epoch, FLIP_STREAM).random(len(order)) < 0.5 if self.flip else None
+        flips = np.random.default_rng([self.seed, self.epoch, 1]).random(len(order)) < 0.5 if self.flip else None
         for b in range(len(self)):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])  # sorted: faster gather
             with backend.use_device(self.device):  # the conversion's kernels run where the batch is
                 images = self._to_device_float(self.images[index])
                 if self.augment is not None:  # its own stream of draws, seeded like the order and flips
-                    images = self.augment(images, stream_rng(self.seed, self.epoch, AUGMENT_STREAM, b))
+                    images = self.augment(images, np.random.default_rng([self.seed, self.epoch, 2, b]))
                 if flips is not None:
                     images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
                 labels = backend.to_device(self.labels[index], self.device)
