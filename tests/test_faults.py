@@ -329,3 +329,18 @@ def test_the_cli_names_a_data_folder_without_the_files(tmp_path):
     result = _cli("inspect", "--ratio", "64", "--resize", "32", "--out", tmp_path,
                   env={"MINIVGG_DATA": str(tmp_path / "nonexistent")})
     _one_line_error(result, "inspect", f"MINIVGG_DATA={tmp_path / 'nonexistent'} does not exist")
+
+
+def test_permission_denied_is_told_apart_from_damage_even_as_root(isolated, run, monkeypatch):
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    images, _ = _test_split(isolated / "d")
+    monkeypatch.setattr(data.gzip, "open", denied)
+    with pytest.raises(data.DatasetError, match=f"{images} cannot be read: permission denied") as error:
+        data.load_fashion_mnist("test", root=str(isolated / "d"))
+    assert "Delete" not in str(error.value) and "corrupt" not in str(error.value)
+    monkeypatch.setattr(serialization.zipfile, "ZipFile", denied)
+    with pytest.raises(CheckpointError, match="cannot be read: permission denied; fix its permissions") as error:
+        mv.load(run / train.CHECKPOINT)
+    assert "damaged" not in str(error.value)
