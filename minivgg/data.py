@@ -18,6 +18,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor
+from .generators import AUGMENT_STREAM, FLIP_STREAM, stream_rng
 
 text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                "ankle boot"]
@@ -284,13 +285,13 @@ class DataLoader:
 
     def __iter__(self):
         order = self._order()
-        flips = np.random.default_rng([self.seed, self.epoch, 1]).random(len(order)) < 0.5 if self.flip else None
+        flips = stream_rng(self.seed, self.epoch, FLIP_STREAM).random(len(order)) < 0.5 if self.flip else None
         for b in range(len(self)):
             index = np.sort(order[b * self.batch_size:(b + 1) * self.batch_size])  # sorted: faster gather
             with backend.use_device(self.device):  # the conversion's kernels run where the batch is
                 images = self._to_device_float(self.images[index])
                 if self.augment is not None:  # its own stream of draws, seeded like the order and flips
-                    images = self.augment(images, np.random.default_rng([self.seed, self.epoch, 2, b]))
+                    images = self.augment(images, stream_rng(self.seed, self.epoch, AUGMENT_STREAM, b))
                 if flips is not None:
                     images = self._flip(images, flips[b * self.batch_size:(b + 1) * self.batch_size])
                 labels = backend.to_device(self.labels[index], self.device)
