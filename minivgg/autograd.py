@@ -262,7 +262,7 @@ class Tensor(TensorBase):
         return self._inplace(ops.mul, operator.imul, other)
 
     def div_(self, other):
-        return self._inplace(ops.div, operator.itruediv, other)
+        return self._inplace(ops.div, operator.itruediv, other, division=True)
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -294,12 +294,13 @@ class Tensor(TensorBase):
         self[...] = src
         return self
 
-    def _inplace(self, graph_op, array_op, other, cast_any=False):
+    def _inplace(self, graph_op, array_op, other, cast_any=False, division=False):
         """What every in-place op does. `graph_op(self, other)` computes the result out of place, as a
-        graph node, when gradients are recorded; else `array_op(array, other)` changes the array itself."""
+        graph node, when gradients are recorded; else `array_op(array, other)` changes the array itself.
+        The result must fit the tensor's dtype (a division's is a float) unless `cast_any`."""
         other_data = other.data if isinstance(other, Tensor) else other
         recording = _state["grad_enabled"] and (self.requires_grad or getattr(other, "requires_grad", False))
-        self._check_inplace(other_data, recording, cast_any)
+        self._check_inplace(other_data, recording, cast_any, division)
         if recording:
             self._take_over(graph_op(self, other))
         else:
@@ -307,7 +308,7 @@ class Tensor(TensorBase):
         self._version_counter.value += 1
         return self
 
-    def _check_inplace(self, other, recording, cast_any):
+    def _check_inplace(self, other, recording, cast_any, division):
         if recording and self.is_leaf and self.requires_grad:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         if recording and self._is_view:
@@ -318,6 +319,8 @@ class Tensor(TensorBase):
         if cast_any:
             return
         result = np.result_type(self.dtype, getattr(other, "dtype", other))
+        if division:  # a true division of integers gives floats
+            result = np.result_type(result, np.float32)
         if not np.can_cast(result, self.dtype, casting="same_kind"):
             raise RuntimeError(f"result type {_torch_dtype_name(result)} can't be cast to the desired output "
                                f"type {_torch_dtype_name(self.dtype)}")

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import backend
-from .autograd import Tensor
+from .autograd import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -54,7 +54,6 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="elementwise", se
                 for i in checked}
 
     def value():
-        from .autograd import no_grad
         with no_grad():
             return _projected(fn, inputs, projection)
 

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -373,3 +374,150 @@ def test_hooks_and_retain_grad_on_a_tensor_nobody_holds_still_fire():
     assert len(seen) == 1
     np.testing.assert_array_equal(seen[0], [4.0, -8.0])  # d(h^2)/dh = 2h
     np.testing.assert_array_equal(x.grad.numpy(), [8.0, -16.0])
+
+
+def test_the_package_imports_without_circles():
+    """Every import statement in minivgg/, at any depth (one inside a function too), read statically:
+    no module reaches itself again."""
+    import ast
+    import pathlib
+
+    package = pathlib.Path(mv.__file__).parent
+    modules = {".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+
+    def reaches_itself(start):
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m == start:
+                return True
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+        return False
+
+    assert graph["minivgg.function"] <= {"minivgg.backend"}
+    assert [m for m in graph if reaches_itself(m)] == []
+
+
+class Square(mv.Function):
+    """x -> x * x, a custom Function written as a user would."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x * x
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return 2 * x * gy
+
+
+def test_a_custom_function_works_and_may_return_extra_none_gradients(rng):
+    class Scale(mv.Function):
+        def forward(self, x, factor):
+            self.factor = factor
+            return x * factor
+
+        def backward(self, gy):
+            return gy * self.factor, None, None  # one more than inputs: allowed, as in PyTorch
+
+    assert mv.gradcheck(lambda a: Square()(a), [t64(rng, 3)])
+    x = t64(rng, 3)
+    y = Scale()(Square()(x), 3.0)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy())
+
+
+@pytest.mark.parametrize("shape", [(1,), (3, 3)])
+def test_a_gradient_of_the_wrong_shape_is_an_error_naming_the_op(shape):
+    class MyOp(mv.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return np.ones(shape, dtype=gy.dtype)
+
+    x = mv.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    expected = (f"Function MyOpBackward returned an invalid gradient at index 0 - got {list(shape)} but "
+                "expected shape compatible with [3]")
+    with pytest.raises(RuntimeError, match=re.escape(expected)):
+        MyOp()(x).sum().backward()
+
+
+def test_too_few_gradients_is_an_error_naming_the_op():
+    class MyOp(mv.Function):
+        def forward(self, a, b):
+            return a * b
+
+        def backward(self, gy):
+            return gy  # one gradient for two inputs
+
+    a = mv.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    b = mv.tensor([4.0, 5.0, 6.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=re.escape(
+            "function MyOpBackward returned an incorrect number of gradients (expected 2, got 1)")):
+        MyOp()(a, b).sum().backward()
+
+
+def test_too_many_gradients_and_a_non_float_gradient_are_errors():
+    class TooMany(mv.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy, gy
+
+    class Integer(mv.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return (gy > 0).astype(np.int64)
+
+    x = mv.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match=re.escape("TooManyBackward returned an incorrect number of gradients "
+                                                     "(expected 1, got 2)")):
+        TooMany()(x).sum().backward()
+    with pytest.raises(RuntimeError, match="IntegerBackward returned an invalid gradient at index 0 - expected "
+                                           "dtype float32 but got int64"):
+        Integer()(x).sum().backward()
+
+
+def test_a_float64_gradient_for_a_float32_input_is_cast_as_in_pytorch():
+    class Wide(mv.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy.astype(np.float64) * 2
+
+    x = mv.tensor([1.0, 2.0], requires_grad=True)
+    Wide()(x).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_every_input_is_an_edge():
+    x = mv.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 2.0) * x
+    edges = y.creator.inputs
+    assert [e.is_leaf for e in edges] == [False, True]
+    assert edges[0].creator.name == "Mul" and edges[1].tensor() is x and edges[1].creator is None
+    assert repr(edges[1]) == "Edge(leaf, shape=(2,))"
+
+
+def test_an_op_needs_a_tensor_among_its_inputs():
+    with pytest.raises(TypeError, match="Tensor"):
+        mv.exp(np.ones(3))
