@@ -151,7 +151,9 @@ def print_graph(tensor, params=None, file=None):
                 lines[-1] += "  (shown above)"
                 continue
             seen.add(t.creator)
-            stack.extend((x, depth + 1) for x in reversed(getattr(t.creator, "inputs", ())))
+            # An input is an Edge: its leaf tensor itself (so a parameter is named), else the Edge's record.
+            edges = reversed(getattr(t.creator, "inputs", ()))
+            stack.extend((e.tensor() if e.is_leaf else e, depth + 1) for e in edges)
     print("\n".join(lines), file=file or sys.stdout)
 
 
