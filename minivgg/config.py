@@ -193,15 +193,15 @@ RULES = dict(
 
 
 def as_run_config(config):
-    """`config` as a RunConfig: itself, or one read from a dict of its fields (older callers pass dicts)."""
+    """`config` as a RunConfig: itself, or one read from a dict of its fields (lessons and tests pass dicts)."""
     return config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
 
 
 def resume_config(saved, flags):
     """The config a resumed run continues with. Every setting comes from the run's checkpoint (`saved`, its
     config dict), so the run rebuilds the same network, data and optimizer; from the command line (`flags`, a
-    RunConfig) only --epochs (to train further), --data-dir (the image folder moved), and the settings a run
-    saved by an older minivgg does not hold."""
+    RunConfig) only --epochs (to train further), --data-dir (the image folder moved), and the settings the
+    checkpoint does not hold."""
     merged = RunConfig.from_dict({**flags.to_dict(), **saved})
     if flags.epochs:
         merged.epochs = flags.epochs

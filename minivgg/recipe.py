@@ -1,7 +1,7 @@
 """The training recipe of `minivgg train`: the network, optimizer and data augmentation a run's config
 describes (the CLI, resume and the benchmarks all build them here, so they agree). The config itself, its
 defaults per device and the --recipe presets are in config.py (RunConfig); every function here also takes a
-config dict of RunConfig's fields, as older callers pass.
+config dict of RunConfig's fields, as lessons and tests pass.
 """
 from . import models, optim
 from .config import DEVICE_DEFAULTS, FALLBACKS, FLAGS, RECIPES, RunConfig, as_run_config  # noqa: F401

@@ -144,7 +144,7 @@ def test_a_refused_train_command_does_not_restart_itself(tmp_path):
 def _check(argv):
     parser = cli.build_parser()
     args = parser.parse_args(argv)
-    cli._check_args(parser.commands[args.command], args)
+    cli.check_args(parser.commands[args.command], args)
     return args
 
 

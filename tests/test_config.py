@@ -1,22 +1,22 @@
 """RunConfig: a run's settings, typed. The defaults per device, the --recipe preset under explicit values,
 validate() naming the field it refuses, and the round trip through a checkpoint's config dict, including
-the dicts runs saved before RunConfig existed."""
+checkpoints whose config holds only some of the fields."""
 import pytest
 
 from minivgg import recipe
 from minivgg.config import DEVICE_DEFAULTS, FIELDS, RunConfig, resume_config
 
-# The config a CPU run of `minivgg train --ratio 16 --epochs 1` saved in its checkpoint, before RunConfig.
-OLD_CPU_RUN = dict(arch="d2l", ratio=16, resize=32, init="kaiming", output_std=0.01, seed=0, batch_size=256,
-                   optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0, scheduler="cosine",
-                   warmup_epochs=0.6, epochs=1, clip_grad_norm=5.0, recipe=None, crop=None, scale_jitter=None,
-                   flip=False, intensity_shift=0.0, subtract_mean=False, binary=False, freeze_features=False)
+# The config dict of a checkpoint of `minivgg train --ratio 16 --epochs 1` holding only the flags' fields.
+SAVED_CPU_RUN = dict(arch="d2l", ratio=16, resize=32, init="kaiming", output_std=0.01, seed=0, batch_size=256,
+                     optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0, scheduler="cosine",
+                     warmup_epochs=0.6, epochs=1, clip_grad_norm=5.0, recipe=None, crop=None, scale_jitter=None,
+                     flip=False, intensity_shift=0.0, subtract_mean=False, binary=False, freeze_features=False)
 # ... and of a run on a two-class image folder with --recipe paper, its pixel statistics computed.
-OLD_FOLDER_RUN = dict(OLD_CPU_RUN, recipe="paper", crop=32, scale_jitter=[36, 44], resize=40, flip=True,
-                      intensity_shift=0.1, subtract_mean=True, init="xavier", output_std=0.0, lr=0.01,
-                      nesterov=False, weight_decay=5e-4, scheduler="plateau", warmup_epochs=0.0, clip_grad_norm=0.0,
-                      data_dir="/data/pets", val_split=0.2, classes=["cat", "dog"], in_channels=3, num_classes=2,
-                      pixel_mean=[0.5, 0.4, 0.3], pixel_covariance=[[0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]])
+SAVED_FOLDER_RUN = dict(SAVED_CPU_RUN, recipe="paper", crop=32, scale_jitter=[36, 44], resize=40, flip=True,
+                        intensity_shift=0.1, subtract_mean=True, init="xavier", output_std=0.0, lr=0.01,
+                        nesterov=False, weight_decay=5e-4, scheduler="plateau", warmup_epochs=0.0, clip_grad_norm=0.0,
+                        data_dir="/data/pets", val_split=0.2, classes=["cat", "dog"], in_channels=3, num_classes=2,
+                        pixel_mean=[0.5, 0.4, 0.3], pixel_covariance=[[0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]])
 
 
 @pytest.mark.parametrize("device, kind", [("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda")])
@@ -63,8 +63,8 @@ def test_to_dict_and_from_dict_round_trip():
     assert RunConfig.from_dict(values) == config
 
 
-@pytest.mark.parametrize("saved", [OLD_CPU_RUN, OLD_FOLDER_RUN], ids=["fashion-mnist", "image folder"])
-def test_from_dict_reads_the_configs_runs_saved_before(saved):
+@pytest.mark.parametrize("saved", [SAVED_CPU_RUN, SAVED_FOLDER_RUN], ids=["fashion-mnist", "image folder"])
+def test_from_dict_reads_a_checkpoints_config_dict(saved):
     config = RunConfig.from_dict(saved)
     for name, value in saved.items():
         assert getattr(config, name) == value, name
@@ -72,23 +72,23 @@ def test_from_dict_reads_the_configs_runs_saved_before(saved):
 
 
 def test_from_dict_fills_missing_fields_and_names_unknown_ones():
-    older = {k: v for k, v in OLD_CPU_RUN.items() if k not in ("clip_grad_norm", "binary", "flip")}
-    config = RunConfig.from_dict(older)
+    partial = {k: v for k, v in SAVED_CPU_RUN.items() if k not in ("clip_grad_norm", "binary", "flip")}
+    config = RunConfig.from_dict(partial)
     assert (config.clip_grad_norm, config.binary, config.flip) == (None, False, None)
     assert config.fill_defaults("cpu").clip_grad_norm == DEVICE_DEFAULTS["cpu"]["clip_grad_norm"]
     with pytest.raises(ValueError, match="unknown keys colour, learning_rate"):
-        RunConfig.from_dict(dict(OLD_CPU_RUN, learning_rate=0.1, colour=True))
+        RunConfig.from_dict(dict(SAVED_CPU_RUN, learning_rate=0.1, colour=True))
 
 
 def test_a_resumed_run_keeps_its_config_but_epochs_and_data_dir():
     flags = RunConfig(arch="vgg11", ratio=4, lr=0.5, epochs=3, data_dir="/moved/pets")
-    resumed = resume_config(OLD_FOLDER_RUN, flags)
+    resumed = resume_config(SAVED_FOLDER_RUN, flags)
     assert (resumed.arch, resumed.ratio, resumed.lr) == ("d2l", 16, 0.01)  # the run's own
     assert (resumed.epochs, resumed.data_dir) == (3, "/moved/pets")
-    assert resumed.pixel_mean == OLD_FOLDER_RUN["pixel_mean"]
-    assert resume_config(OLD_CPU_RUN, RunConfig()).epochs == 1  # no --epochs: the run's
-    older = {k: v for k, v in OLD_CPU_RUN.items() if k != "clip_grad_norm"}
-    assert resume_config(older, RunConfig(clip_grad_norm=2.0)).clip_grad_norm == 2.0  # a setting it lacks
+    assert resumed.pixel_mean == SAVED_FOLDER_RUN["pixel_mean"]
+    assert resume_config(SAVED_CPU_RUN, RunConfig()).epochs == 1  # no --epochs: the run's
+    partial = {k: v for k, v in SAVED_CPU_RUN.items() if k != "clip_grad_norm"}
+    assert resume_config(partial, RunConfig(clip_grad_norm=2.0)).clip_grad_norm == 2.0  # a setting it lacks
 
 
 def test_the_recipe_functions_take_a_dict_or_a_run_config():
