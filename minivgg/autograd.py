@@ -290,7 +290,10 @@ class Tensor(TensorBase):
         return self.fill_(0)
 
     def copy_(self, src):
-        """Copy src's values (broadcast to this tensor's shape, cast to its dtype) into this tensor."""
+        """Copy src's values (broadcast to this tensor's shape, cast to its dtype, from any device) into
+        this tensor."""
+        if isinstance(src, Tensor) and src.device != self.device:
+            src = src.to(self.device)
         self[...] = src
         return self
 
