@@ -18,6 +18,7 @@ from .function import (  # noqa: F401  (re-exported: the engine's names, importa
     TensorBase,
     VersionCounter,
     _check_finite,
+    _constant,
     _state,
     detect_anomaly,
     is_grad_enabled,
@@ -30,12 +31,7 @@ def _as_tensor(x, like=()):
     if isinstance(x, Tensor):
         return x
     peer = next((t for t in like if isinstance(t, Tensor)), None)
-    if peer is not None and np.isscalar(x):
-        # NumPy 2 treats Python scalars as weak: 0.5 * float32 stays float32. Keep it so.
-        return Tensor(peer.xp.asarray(x, dtype=peer.dtype if peer.dtype.kind == "f" else None))
-    if peer is not None:
-        return Tensor(peer.xp.asarray(x))
-    return Tensor(np.asarray(x))
+    return Tensor(np.asarray(x) if peer is None else _constant(x, peer))
 
 
 def _ones_like(array):
