@@ -298,6 +298,8 @@ class Tensor(TensorBase):
         graph node, when gradients are recorded; else `array_op(array, other)` changes the array itself.
         The result must fit the tensor's dtype (a division's is a float) unless `cast_any`."""
         other_data = other.data if isinstance(other, Tensor) else other
+        if not np.isscalar(other_data):  # a list, or an array of the tensor's device
+            other_data = self.xp.asarray(other_data)
         recording = _state["grad_enabled"] and (self.requires_grad or getattr(other, "requires_grad", False))
         self._check_inplace(other_data, recording, cast_any, division)
         if recording:
