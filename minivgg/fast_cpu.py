@@ -143,12 +143,12 @@ class Conv2dFunction(F.Conv2dFunction):
         y = y.reshape(k, oh, ow, n)
         if bias is not None:
             y += bias.reshape(k, 1, 1, 1)
-        self.x = x if self.needs_input_grad[1] else None
-        self.weight = weight if self.needs_input_grad[0] else None
+        self.save_for_backward(x if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
         self.x_shape = x.shape
         return y.transpose(3, 0, 1, 2)
 
     def backward(self, gy):
+        x, weight = self.saved_tensors
         n, c, h, w = self.x_shape
         k = gy.shape[1]
         g = gy.transpose(1, 2, 3, 0).reshape(k, -1)  # (K, OH*OW*N): free when gy kept forward's order
@@ -157,13 +157,13 @@ class Conv2dFunction(F.Conv2dFunction):
         if self.needs_input_grad[1]:
             gw = np.empty((k, c, kh, kw), dtype=g.dtype)
             for cs in self.groups:
-                col = im2col_batch_last(self.x[:, cs], self.kernel, self.stride, self.padding)
+                col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding)
                 gw[:, cs] = (g @ col.T).reshape(k, -1, kh, kw)
                 del col  # before the next group's columns
         if self.needs_input_grad[0]:
             padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=g.dtype)
             for cs in self.groups:
-                gcol = self.weight[:, cs].reshape(k, -1).T @ g  # (len(cs)*KH*KW, OH*OW*N)
+                gcol = weight[:, cs].reshape(k, -1).T @ g  # (len(cs)*KH*KW, OH*OW*N)
                 group_shape = (n, cs.stop - cs.start, h, w)
                 col2im_batch_last(gcol, group_shape, self.kernel, self.stride, self.padding, out=padded[cs])
                 del gcol
@@ -242,13 +242,15 @@ class ReLUFunction(F.ReLUFunction):
     """The reference ReLU in slices on threads, each output in its input's memory order."""
 
     def forward(self, x):
-        y = self.y = np.empty_like(x)  # same memory order as x
+        y = np.empty_like(x)  # same memory order as x
         _elementwise(lambda i: np.maximum(x[i], 0, out=y[i]), x)
+        self.save_for_backward(y)
         return y
 
     def backward(self, gy):
+        y, = self.saved_tensors
         gx = np.empty_like(gy)
-        _elementwise(lambda i: np.multiply(gy[i], self.y[i] > 0, out=gx[i]), gy)
+        _elementwise(lambda i: np.multiply(gy[i], y[i] > 0, out=gx[i]), gy)
         return gx
 
 

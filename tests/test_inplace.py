@@ -116,14 +116,29 @@ def test_changing_a_saved_input_of_mul_in_place_makes_backward_refuse():
     assert "which is input 1 of MulBackward, is at version 1; expected version 0 instead" in str(error.value)
 
 
-def test_changing_the_saved_output_of_relu_in_place_makes_backward_refuse():
+@pytest.mark.parametrize("tier", ["reference", "fast"])
+def test_changing_the_saved_output_of_relu_in_place_makes_backward_refuse(tier):
     x = mv.tensor([-1.0, 2.0, 3.0], requires_grad=True)
-    with mv.kernels("reference"):
+    with mv.kernels(tier):
         y = F.relu(x * 1.0)
     y.add_(1.0)  # recorded as an Add in the graph; ReLU's saved output has changed
     with pytest.raises(RuntimeError, match=VERSION_ERROR) as error:
         y.sum().backward()
     assert "which is output 0 of ReLUBackward, is at version 1; expected version 0 instead" in str(error.value)
+
+
+@pytest.mark.parametrize("tier", ["reference", "fast"])
+def test_changing_a_convolution_weight_in_place_makes_backward_refuse(tier):
+    rng = np.random.default_rng(0)
+    x = mv.tensor(rng.standard_normal((2, 3, 5, 5)), requires_grad=True)
+    w = mv.tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    with mv.kernels(tier):
+        y = F.conv2d(x, w, padding=1)
+    with mv.no_grad():
+        w.sub_(0.1)  # an update between forward and backward: x's gradient would use the new weight
+    with pytest.raises(RuntimeError, match=VERSION_ERROR) as error:
+        y.sum().backward()
+    assert "of Conv2dBackward" in str(error.value)
 
 
 def test_a_detached_tensor_shares_the_version_and_so_does_a_view():

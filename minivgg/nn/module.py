@@ -16,6 +16,8 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad=True):
         super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        if isinstance(data, Tensor):  # one array, one count of its in-place changes
+            self._version_counter = data._version_counter
 
     @property
     def is_materialized(self):
