@@ -145,8 +145,8 @@ notice("A position of the class-score map is not the crop's score: the crop is p
        "the dense net reads the neighbouring picture there.",
        "The disagreement starts one pixel wide at the crop's inner edges and widens with every 3x3 layer; the "
        "first dense layer, now a convolution, reads the whole last map, so every score differs.",
-       "That is why the paper found dense and multi-crop evaluation complementary: they see each window with "
-       "different borders, and averaging both helped.")
+       "The paper found dense and multi-crop evaluation complementary (averaging both helped) and offers these "
+       "different borders as its hypothesis for why (section 4.3); it does not test it.")
 
 exercises("Train a model with `minivgg train`, convert it, and evaluate on 48x48 test images. Does accuracy change?",
           "The paper also averages over horizontal flips (dense_scores(..., flips=True)). Do a map position and "

@@ -1,4 +1,4 @@
-"""What every lesson shares: quick mode, the output folder, and `claim`, which asserts what it prints."""
+"""What every lesson shares: quick mode, the output folder, and `claim`, which checks what it prints."""
 import os
 import sys
 
@@ -22,9 +22,14 @@ def save_figure(fig, name, dpi=90, label="figure"):
     print(f"  {label}: {output(name)}")
 
 
+class ClaimFailed(Exception):
+    """A lesson's claim was false. Raised, not asserted: `python -O` strips asserts, never a raise."""
+
+
 def claim(condition, sentence):
     """State a fact in plain words, and stop the lesson if it is not true."""
-    assert condition, "the lesson's claim failed: " + sentence
+    if not condition:
+        raise ClaimFailed("the lesson's claim failed: " + sentence)
     print("  \u2713 " + sentence)
 
 
