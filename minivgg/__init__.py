@@ -38,8 +38,8 @@ from .gradcheck import GradcheckError, gradcheck  # the function, as torch.autog
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("augment", "cli", "config", "cpu", "data", "doctor", "evaluation", "fast_cpu", "functional", "inspection",
-               "models", "nn", "optim", "plotting", "recipe", "serialization", "tiers", "train")
+_SUBMODULES = ("augment", "checkpoint", "cli", "config", "cpu", "data", "doctor", "evaluation", "fast_cpu",
+               "functional", "inspection", "models", "nn", "optim", "plotting", "recipe", "serialization", "tiers", "train")
 _NAMES = {"summary": "models", "save": "serialization", "load": "serialization"}  # name -> submodule it is in
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import minivgg as mv
-from minivgg import data, recipe, serialization, train
+from minivgg import checkpoint, data, recipe, serialization, train
 from minivgg.config import RunConfig
 from minivgg.serialization import CheckpointError
 
@@ -62,9 +62,9 @@ def _damage(path, offset, new):
 
 def test_a_good_checkpoint_loads_and_passes_the_checks(run):
     path = run / train.CHECKPOINT
-    state = serialization.load_checkpoint(path)
+    state = checkpoint.load_checkpoint(path)
     assert state["epoch"] == 1 and any("momentum_buffer" in k for k in _keys(state["optimizer"]))
-    assert serialization.read_config(path)["ratio"] == 64
+    assert checkpoint.read_config(path)["ratio"] == 64
 
 
 def _keys(tree, prefix=""):
@@ -75,7 +75,7 @@ def _keys(tree, prefix=""):
 def test_truncated(run):
     path = run / train.CHECKPOINT
     path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
-    for read in (mv.load, serialization.read_config):
+    for read in (mv.load, checkpoint.read_config):
         with pytest.raises(CheckpointError, match=f"{path} is damaged .*not a complete .npz.*earlier copy"):
             read(path)
 
@@ -86,7 +86,7 @@ def test_flipped_bytes_inside_an_entry_fail_its_crc(run):
     _damage(path, start + size // 2, b"\xff" * 8)  # inside the array's data, past its header
     with pytest.raises(CheckpointError, match=f"damaged \\(entry '{name}' fails its CRC-32 check\\)"):
         mv.load(path)
-    assert serialization.read_config(path)["ratio"] == 64  # the config alone is intact
+    assert checkpoint.read_config(path)["ratio"] == 64  # the config alone is intact
 
 
 def test_damaged_header(run):
@@ -115,9 +115,9 @@ def test_an_edited_config(run, ratio, expected):
     state["config"]["ratio"] = ratio
     mv.save(state, path)
     with pytest.raises(CheckpointError, match=f"{path}: its run config is wrong: {expected}"):
-        serialization.load_checkpoint(path)
+        checkpoint.load_checkpoint(path)
     with pytest.raises(CheckpointError, match=expected):
-        serialization.read_config(path)
+        checkpoint.read_config(path)
 
 
 @pytest.mark.parametrize("key", ["model", "optimizer", "epoch", "config"])
@@ -127,16 +127,16 @@ def test_a_missing_part(run, key):
     del state[key]
     mv.save(state, path)
     with pytest.raises(CheckpointError, match=f"not a complete run checkpoint: no {key} "):
-        serialization.load_checkpoint(path)
+        checkpoint.load_checkpoint(path)
 
 
 def test_a_part_of_the_wrong_kind(run):
     path = run / train.CHECKPOINT
     state = mv.load(path)
     with pytest.raises(CheckpointError, match="entry 'epoch' must be a whole number >= 0, got '1'"):
-        serialization.check_checkpoint(dict(state, epoch="1"), path)
+        checkpoint.check_checkpoint(dict(state, epoch="1"), path)
     with pytest.raises(CheckpointError, match="entry 'history' must be a dict, got list"):
-        serialization.check_checkpoint(dict(state, history=[]), path)
+        checkpoint.check_checkpoint(dict(state, history=[]), path)
 
 
 def test_save_refuses_an_object_array(tmp_path):

@@ -223,7 +223,7 @@ def check_scales(parser, args):
     """Each --scales value fits the run's network: at least its smallest input, and with --multi-crop at least
     its input size (the crops). Reads only the run's config, not its arrays; an unreadable checkpoint is
     left to the command, which names the problem."""
-    from ..serialization import read_config
+    from ..checkpoint import read_config
     from ..train import CHECKPOINT
 
     try:
