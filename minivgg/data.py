@@ -19,6 +19,7 @@ import numpy as np
 from . import backend
 from .autograd import Tensor
 from .generators import AUGMENT_STREAM, FLIP_STREAM, stream_rng
+from .nn import _checks
 
 text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                "ankle boot"]
@@ -264,7 +265,8 @@ class DataLoader:
         if len(images) != len(labels):
             raise ValueError(f"DataLoader: {len(images)} images but {len(labels)} labels")
         self.images, self.labels = images, np.asarray(labels).astype(np.int64)
-        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.batch_size = _checks.int_at_least("DataLoader", "batch_size", batch_size)
+        self.shuffle, self.drop_last = shuffle, drop_last
         self.device = backend.canonical_device(device)
         self.seed, self.resize, self.normalize, self.flip = seed, resize, normalize, flip
         self.limit_batches, self.augment = limit_batches, augment
@@ -443,6 +445,7 @@ def split(dataset, fraction, seed=0):
     """((train images, labels), (held-out images, labels)) from a pair or an ImageFolder, as Keras'
     validation_split: the examples are shuffled with `seed`, and the last int(fraction * N) of them (at
     least one, and at most N - 1) are held out. The same (dataset, fraction, seed) give the same split."""
+    _checks.number_between("split", "fraction", fraction, 0, 1, closed=False)
     images, labels = (dataset.images, dataset.labels) if isinstance(dataset, ImageFolder) else dataset
     n = len(labels)
     if n < 2:

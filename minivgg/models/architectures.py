@@ -1,6 +1,7 @@
 """The networks: D2L's `vgg_block` and `vgg(conv_arch)`, the configurations A-E of Simonyan & Zisserman
 (2014), Table 1 (`vgg_from_config`), and `build`, which makes either from its name (`canonical_arch`)."""
 from .. import nn
+from ..nn import _checks
 
 # D2L's VGG-11: (number of convolutions, output channels) per block.
 CONV_ARCH = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
@@ -34,8 +35,28 @@ def canonical_arch(name):
     return key
 
 
+def _checked_arch(owner, conv_arch):
+    """conv_arch, if every entry is a pair (num_convs, out_channels) of positive ints."""
+    for i, entry in enumerate(conv_arch):
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise TypeError(f"{owner}: conv_arch[{i}] must be a pair (num_convs, out_channels), got {entry!r}")
+        _checks.int_at_least(owner, f"num_convs of conv_arch[{i}]", entry[0])
+        _checks.int_at_least(owner, f"out_channels of conv_arch[{i}]", entry[1])
+    return conv_arch
+
+
+def _check_ratio(owner, ratio, fewest_channels):
+    """`ratio` divides every convolution's channels: a positive int, at most the fewest of them."""
+    _checks.int_at_least(owner, "ratio", ratio)
+    if ratio > fewest_channels:
+        raise ValueError(f"{owner}: ratio must be at most {fewest_channels}, the fewest channels of a convolution "
+                         f"(it divides them all), got {ratio}")
+
+
 def small_conv_arch(conv_arch=CONV_ARCH, ratio=4):
     """D2L's smaller network for Fashion-MNIST: every block's channels divided by `ratio`."""
+    channels = [out_channels for _, out_channels in _checked_arch("small_conv_arch", conv_arch)]
+    _check_ratio("small_conv_arch", ratio, min(channels, default=ratio))
     return tuple((num_convs, out_channels // ratio) for num_convs, out_channels in conv_arch)
 
 
@@ -45,6 +66,9 @@ def vgg_block(num_convs, out_channels, in_channels=None):
     Halves height and width and keeps them otherwise. With in_channels=None the first convolution is
     lazy (it reads its input channels from the first batch), as in D2L.
     """
+    num_convs = _checks.int_at_least("vgg_block", "num_convs", num_convs)
+    out_channels = _checks.int_at_least("vgg_block", "out_channels", out_channels)
+    in_channels = _checks.int_at_least("vgg_block", "in_channels", in_channels, none_ok=True)
     layers = []
     for _ in range(num_convs):
         conv = nn.LazyConv2d(out_channels, 3, padding=1) if in_channels is None else \
@@ -69,7 +93,7 @@ def vgg(conv_arch=CONV_ARCH, num_classes=10, in_channels=1):
     The dense layers are lazy: their input size depends on the image size (7x7x512 at 224, 1x1 at 32).
     """
     blocks = []
-    for num_convs, out_channels in conv_arch:
+    for num_convs, out_channels in _checked_arch("vgg", conv_arch):
         blocks.append(vgg_block(num_convs, out_channels, in_channels))
         in_channels = out_channels
     return nn.Sequential(*blocks, *_dense_head(num_classes))
@@ -98,6 +122,7 @@ def vgg_from_config(name, num_classes=1000, in_channels=3, ratio=1):
     key = canonical_arch(name)
     if key == "d2l":
         raise ValueError("vgg_from_config: 'd2l' is no Table 1 configuration; models.build('d2l') builds it")
+    _check_ratio("vgg_from_config", ratio, 64)  # 64: the fewest channels in Table 1
     blocks = []
     for spec in CONFIGS[key]:
         block, in_channels = _config_block(spec, in_channels, ratio)
@@ -107,6 +132,8 @@ def vgg_from_config(name, num_classes=1000, in_channels=3, ratio=1):
 
 def build(arch="vgg11", ratio=4, num_classes=10, in_channels=1):
     """The network the CLI trains: "d2l" (D2L's VGG-11 with small_conv_arch) or any Table 1 name."""
-    if canonical_arch(arch) == "d2l":
+    key = canonical_arch(arch)
+    _check_ratio("build", ratio, 64)  # 64: the fewest channels of D2L's VGG and of Table 1
+    if key == "d2l":
         return vgg(small_conv_arch(CONV_ARCH, ratio), num_classes, in_channels)
     return vgg_from_config(arch, num_classes, in_channels, ratio)

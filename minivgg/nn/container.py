@@ -16,10 +16,8 @@ class Sequential(Module):
 
     def __init__(self, *modules):
         super().__init__()
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
-            setattr(self, str(i), m)
+        for m in modules:
+            self.append(m)
 
     def forward(self, x):
         for name, m in self._modules.items():
@@ -27,6 +25,9 @@ class Sequential(Module):
         return x
 
     def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential: module {len(self._modules)} must be a Module, got {module!r} "
+                            f"({type(module).__name__})")
         setattr(self, str(len(self._modules)), module)
         return self
 

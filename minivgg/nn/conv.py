@@ -2,7 +2,7 @@
 import math
 
 from .. import functional as F
-from . import init
+from . import _checks, init
 from .lazy import _Lazy, create_weight_and_bias
 from .module import Module
 
@@ -14,9 +14,12 @@ class Conv2d(Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = F._pair(kernel_size)
-        self.stride, self.padding = F._pair(stride, "stride"), F._pair(padding, "padding")
+        owner = type(self).__name__
+        self.in_channels = _checks.int_at_least(owner, "in_channels", in_channels, none_ok=isinstance(self, _Lazy))
+        self.out_channels = _checks.int_at_least(owner, "out_channels", out_channels)
+        self.kernel_size = _checks.int_pair(owner, "kernel_size", kernel_size)
+        self.stride = _checks.int_pair(owner, "stride", stride)
+        self.padding = _checks.int_pair(owner, "padding", padding, minimum=0)
         create_weight_and_bias(self, bias)
 
     def _parameter_shapes(self):

@@ -1,5 +1,6 @@
 """`Dropout`: zeroes random activations while training."""
 from .. import functional as F
+from . import _checks
 from .module import Module
 
 
@@ -8,7 +9,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5):
         super().__init__()
-        self.p = p
+        self.p = _checks.number_between("Dropout", "dropout probability p", p, 0, 1)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)

@@ -3,7 +3,7 @@ turns feature maps into the rows they take."""
 import math
 
 from .. import functional as F
-from . import init
+from . import _checks, init
 from .lazy import _Lazy, create_weight_and_bias
 from .module import Module
 
@@ -13,7 +13,9 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        owner = type(self).__name__
+        self.in_features = _checks.int_at_least(owner, "in_features", in_features, none_ok=isinstance(self, _Lazy))
+        self.out_features = _checks.int_at_least(owner, "out_features", out_features)
         create_weight_and_bias(self, bias)
 
     def _parameter_shapes(self):
@@ -26,6 +28,11 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x):
+        dtype = self.weight.dtype
+        if x.dtype != dtype:  # NumPy would silently compute in float64
+            convert = ".float()" if dtype == "float32" else f".astype('{dtype}')"
+            raise TypeError(f"{type(self).__name__}: input dtype {x.dtype} differs from weight dtype {dtype}; "
+                            f"convert the input with {convert}")
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):

@@ -1,5 +1,6 @@
 """Normalization layers: `LocalResponseNorm`."""
 from .. import functional as F
+from . import _checks
 from .module import Module
 
 
@@ -8,7 +9,8 @@ class LocalResponseNorm(Module):
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.size = _checks.int_at_least("LocalResponseNorm", "size", size)
+        self.alpha, self.beta, self.k = alpha, beta, k
 
     def forward(self, x):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)

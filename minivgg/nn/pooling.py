@@ -1,5 +1,6 @@
 """Pooling layers: `MaxPool2d` and `GlobalAvgPool2d`."""
 from .. import functional as F
+from . import _checks
 from .module import Module
 
 
@@ -8,6 +9,13 @@ class MaxPool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
+        kernel = _checks.int_pair("MaxPool2d", "kernel_size", kernel_size)
+        if stride is not None:
+            _checks.int_pair("MaxPool2d", "stride", stride)
+        padding_pair = _checks.int_pair("MaxPool2d", "padding", padding, minimum=0)
+        if any(p > k // 2 for p, k in zip(padding_pair, kernel)):  # PyTorch's rule
+            raise ValueError(f"MaxPool2d: padding must be at most half of kernel_size, got padding={padding!r} "
+                             f"and kernel_size={kernel_size!r}")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):

@@ -5,6 +5,7 @@ import math
 
 from .. import backend
 from ..autograd import no_grad
+from . import _checks
 
 
 def device_of(module):
@@ -55,6 +56,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     and every gradient is multiplied by min(coef, 1), in place. A step's direction is kept; only a rare
     huge step (a deep plain net leaving its first plateau) is shortened. `norm_type` 2 or inf.
     """
+    _checks.number_between("clip_grad_norm_", "max_norm", max_norm, 0)
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
