@@ -61,12 +61,13 @@ pixels = [np.unravel_index(k, grad.shape) for k in np.concatenate([strongest, rn
 pixels += [tuple(p) for p in np.argwhere(background)[rng.choice(int(background.sum()), 2, replace=False)]]
 centre, scale = score(image), np.abs(grad).max()
 print(f"  {'pixel':<10} {'value':>6} {'backward':>9} {'slope from the left':>20} {'from the right':>15}")
-smooth_on_item, agree = 0, True
+smooth_on_item, agree, corner_at, slopes = 0, True, {}, {}
 for i, j in pixels:
     step = np.zeros_like(image)
     step[0, 0, i, j] = h
     left, right = (centre - score(image - step)) / h, (score(image + step) - centre) / h
     corner = abs(right - left) > 0.02 * scale
+    corner_at[i, j], slopes[i, j] = corner, (left, right)
     if item[i, j] and not corner:
         smooth_on_item += 1
         agree &= max(abs(grad[i, j] - left), abs(grad[i, j] - right)) < 0.02 * scale
@@ -74,9 +75,18 @@ for i, j in pixels:
           + ("   corner" if corner else ""))
 claim(smooth_on_item >= 4 and agree, f"at the {smooth_on_item} of 8 pixels on the item where the score has one "
       f"slope (left and right agree within 2% of the largest, {scale:.2f}), backward's value is that slope")
-print("  A corner is where the slopes from the two sides differ. On the flat black background max-pooling windows "
-      "hold ties and ReLUs sit at exactly 0, so any step changes which unit passes the signal; backward then "
-      "reports one of the slopes (the first maximum of a tie, ReLU'(0) = 0).")
+kinks = [(i, j) for i, j in pixels if corner_at[i, j]]
+match = {"left": 0, "right": 0, "neither": 0}
+for i, j in kinks:
+    left, right = slopes[i, j]
+    near = 0.02 * scale
+    match["left" if abs(grad[i, j] - left) < near else "right" if abs(grad[i, j] - right) < near else "neither"] += 1
+print(f"  At the {len(kinks)} corner(s) above backward's value matched the left slope {match['left']} time(s), the "
+      f"right {match['right']}, neither {match['neither']}. On the flat black background max-pooling windows hold "
+      "ties and ReLUs sit at exactly 0, so a step changes which unit passes the signal. Backward settles each unit "
+      "by a fixed rule (the first maximum of a tie, ReLU'(0) = 0), whichever way the step pushes that unit; one "
+      "pixel feeds units through weights of both signs, so the sum of those choices can be the left slope, the "
+      "right one, or neither.")
 
 # %%
 section("Saliency for a batch, in one backward pass")
@@ -90,15 +100,103 @@ gap, other = np.abs(saliency[0] - np.abs(grad)).max(), np.abs(saliency[1] - np.a
 print(f"  largest difference from image 0's map alone: image 0 of the batch {gap:.2g}, image 1 {other:.2g} "
       f"(the map's largest value {np.abs(grad).max():.3g})")
 claim(gap <= 1e-5 * np.abs(grad).max() < other, "image 0's map from the batch equals its map alone, to float32 "
-      "rounding (the products sum in another order for 8 images than for 1): in evaluation mode the images of a "
-      "batch do not touch each other, so one backward gives every map")
+      f"rounding (the products sum in another order for {len(images)} images than for 1): in evaluation mode the "
+      "images of a batch do not touch each other, so one backward gives every map")
 
 # %%
-section("Whose map is it? The trained net's against an untrained one's")
+section("Three maps of one decision: the gradient, SmoothGrad, occlusion (one trained net, seed 0)")
+shown = 32 if QUICK else 100  # occlusion runs one forward pass per patch: fewer images
+pixels_ = images.numpy()[:shown]
+classes = predicted[:shown]
+onehot = np.eye(10, dtype=np.float32)[classes]
+
+
+def gradients(model, batch):
+    x = mv.tensor(batch, requires_grad=True)
+    (model(x) * mv.tensor(onehot)).sum().backward()
+    return x.grad.numpy()[:, 0]
+
+
+def smoothgrad(model, samples=16, std=0.15):
+    """Smilkov et al. (2017): the gradient averaged over copies of the images with Gaussian noise added."""
+    noise = np.random.default_rng(0)
+    draws = [gradients(model, pixels_ + noise.normal(0, std, pixels_.shape).astype(np.float32))
+             for _ in range(samples)]
+    return np.mean(draws, axis=0), np.mean(np.abs(draws), axis=0)
+
+
+def occlusion(model, patch=4, stride=2):
+    """Zeiler & Fergus (2014): black out a patch, see how far the class score falls. Each pixel gets the mean fall
+    over the patches that cover it (black is the background's value: a patch on the background changes nothing)."""
+    corners = [(i, j) for i in range(0, size - patch + 1, stride) for j in range(0, size - patch + 1, stride)]
+    falls, covered = np.zeros((shown, size, size)), np.zeros((size, size))
+    for i, j in corners:
+        covered[i:i + patch, j:j + patch] += 1
+    for n in range(shown):
+        copies = np.repeat(pixels_[n:n + 1], len(corners) + 1, axis=0)  # the last copy stays whole
+        for k, (i, j) in enumerate(corners):
+            copies[k, 0, i:i + patch, j:j + patch] = 0
+        with mv.no_grad():
+            scores = model(mv.tensor(copies)).numpy()[:, classes[n]]
+        for k, (i, j) in enumerate(corners):
+            falls[n, i:i + patch, j:j + patch] += scores[-1] - scores[k]
+    return falls / covered
+
+
+plain = gradients(net, pixels_)
+smooth, smooth_size = smoothgrad(net)
+occluded = occlusion(net)
+
+
+def same_sign_neighbours(maps):
+    """How often two side-by-side pixels' values have the same sign: 0.5 for independent coin flips."""
+    return np.mean(np.sign(maps[:, :, 1:]) == np.sign(maps[:, :, :-1]))
+
+
+print(f"  {shown} test images, each map for the predicted class; neighbours of the same sign: gradient "
+      f"{same_sign_neighbours(plain):.2f}, SmoothGrad {same_sign_neighbours(smooth):.2f}, occlusion "
+      f"{same_sign_neighbours(occluded):.2f} (0.50: signs that owe nothing to the neighbour's)")
+claim(abs(same_sign_neighbours(plain) - 0.5) < 0.1 < same_sign_neighbours(occluded) - 0.5,
+      "the gradient's speckle is sign noise: side by side, two pixels' gradients agree in sign about as often as "
+      "coin flips would, where occlusion's falls agree far more often")
+kept = np.abs(smooth).mean() / smooth_size.mean()
+print(f"  SmoothGrad (16 copies, noise std 0.15): the averaged gradient's size is {kept:.2f} of the average size "
+      f"of one copy's (1/sqrt(16) = 0.25 if the signs were random)")
+claim(kept < 0.5, "a little noise flips most pixels' gradient signs: the slope changes at every corner the noise "
+      "crosses, so averaging 16 copies cancels most of it and leaves speckle (the shattered gradients of Balduzzi "
+      "et al. 2017); on this net SmoothGrad would need far more copies, or more noise")
+
+item = pixels_[:, 0] > 0.1  # the item; Fashion-MNIST's background is exactly 0
+share = {name: (np.abs(m) * item).sum() / np.abs(m).sum() for name, m in
+         (("gradient", plain), ("SmoothGrad", smooth), ("occlusion", occluded))}
+print(f"  the item covers {item.mean():.0%} of the pixels; share of each map's total on it: "
+      + ", ".join(f"{name} {s:.0%}" for name, s in share.items()))
+
+# A map is faithful if what it ranks highest matters: black out each map's top 5% of pixels, see the score fall.
+count = int(0.05 * size * size)
+
+
+def fall_after_deleting(maps):
+    copies = pixels_.copy()
+    for n in range(shown):
+        copies[n, 0].flat[np.argsort(-maps[n].ravel())[:count]] = 0
+    with mv.no_grad():
+        before, after = (net(mv.tensor(p)).numpy()[np.arange(shown), classes] for p in (pixels_, copies))
+    return np.median(before - after)
+
+
+at_random = np.random.default_rng(1).random(item.shape) * item  # random pixels of the item
+fall = {name: fall_after_deleting(m) for name, m in (("gradient", np.abs(plain)), ("SmoothGrad", np.abs(smooth)),
+                                                      ("occlusion", occluded), ("random item pixels", at_random))}
+print(f"  median fall of the class score when each map's top {count} pixels are blacked out: "
+      + ", ".join(f"{name} {f:.2f}" for name, f in fall.items()))
+claim(fall["occlusion"] > 2 * max(fall["gradient"], fall["SmoothGrad"], fall["random item pixels"]),
+      "occlusion's top pixels are the ones the score needs: blacking them out lowers it more than twice as much "
+      "as blacking out the gradient's, SmoothGrad's or random item pixels")
+
 untrained = fresh_net(1).eval()
-x0 = mv.tensor(images.numpy(), requires_grad=True)
-(untrained(x0) * mv.tensor(chosen)).sum().backward()
-raw = np.abs(x0.grad.numpy()[:, 0])
+raw = gradients(untrained, pixels_)
+occluded_untrained = occlusion(untrained)
 
 
 def rank_correlation(a, b):
@@ -108,75 +206,87 @@ def rank_correlation(a, b):
     return (ra * rb).sum(axis=1) / np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
 
 
-same_model = rank_correlation(saliency, raw)
-same_image = rank_correlation(saliency, images.numpy()[:, 0])
-print(f"  rank correlation per image, median over {len(images)}: trained map vs untrained map "
-      f"{np.median(same_model):.2f}, trained map vs the image itself {np.median(same_image):.2f}")
-claim(np.median(same_model) < 0.3 and np.median(same_image) < 0.3, "the map is the trained net's, not the image's "
-      "or the architecture's: it hardly correlates with an untrained net's map or with the pixels themselves "
-      "(Adebayo et al. 2018's check: a saliency method that fails it only draws edges)")
-
-objects = images.numpy()[:, 0] > 0.1  # the item; Fashion-MNIST's background is exactly 0
-on_item = saliency[objects].mean()
-off_item = saliency[~objects].mean()
-print(f"  the item covers {objects.mean():.0%} of the pixels and holds {saliency[objects].sum() / saliency.sum():.0%} "
-      f"of the saliency; mean |gradient| per pixel {on_item:.3f} on the item, {off_item:.3f} on the background")
-claim(off_item > 0.5 * on_item, f"the map is not confined to the item: a black background pixel gets "
-      f"{off_item / on_item:.0%} of an item pixel's saliency on average; lighting it would change the outline "
-      "the net sees, and the gradient says by how much")
+same_model = np.median(rank_correlation(occluded, occluded_untrained))
+print(f"  occlusion maps of the trained and of an untrained net: rank correlation per image, median "
+      f"{same_model:.2f}")
+claim(same_model < 0.3 and share["occlusion"] > item.mean() + 0.2, "occlusion's map is the trained net's: it sits "
+      "on the item, and an untrained net's occlusion map hardly correlates with it (Adebayo et al. 2018's check: a "
+      "map that survives randomizing the weights only draws the image)")
+far = np.array([np.lib.stride_tricks.sliding_window_view(np.pad(p, 2), (5, 5)).max(axis=(2, 3)) == 0
+                for p in pixels_[:, 0]])  # pixels whose 5x5 neighbourhood is black
+print(f"  gradient on pixels with a black 5x5 neighbourhood: untrained net exactly 0 at {np.mean(raw[far] == 0):.0%}, "
+      f"trained net at {np.mean(plain[far] == 0):.0%}")
+claim(np.all(raw[far] == 0) and np.mean(plain[far] == 0) < 0.5, "the untrained net's gradient outlines the item "
+      "for a dull reason: its biases are 0, so on black input every first-layer unit sits at exactly 0 and "
+      "ReLU'(0) = 0 stops the gradient; trained biases open those units")
 
 plt = pyplot()
 show = 8
-fig, axes = plt.subplots(3, show, figsize=(1.45 * show, 4.9))
-for k in range(show):
-    axes[0, k].imshow(images.numpy()[k, 0], cmap="gray")
-    axes[0, k].set_title(data.text_labels[int(predicted[k])], fontsize=8,
-                         color="black" if predicted[k] == labels.numpy()[k] else "red")
-    axes[1, k].imshow(saliency[k], cmap="hot")
-    axes[2, k].imshow(raw[k], cmap="hot")
-    for ax in axes[:, k]:
+rows = [("image\n(predicted)", None), ("|gradient|", np.abs(plain)), ("|SmoothGrad|", np.abs(smooth)),
+        ("occlusion:\nscore's fall", occluded), ("|gradient|,\nuntrained net", np.abs(raw))]
+fig, axes = plt.subplots(len(rows), show + 1, figsize=(1.45 * show + 1.2, 1.5 * len(rows) + 0.5),
+                         gridspec_kw={"width_ratios": [1] * show + [0.12]})
+for r, (name, maps) in enumerate(rows):
+    for k in range(show):
+        ax = axes[r, k]
+        if maps is None:
+            im = ax.imshow(pixels_[k, 0], cmap="gray", vmin=0, vmax=1)
+            ax.set_title(data.text_labels[int(classes[k])], fontsize=8,
+                         color="black" if classes[k] == labels.numpy()[k] else "red")
+        elif maps is occluded:  # signed: a fall (red) or a rise (blue) of the score
+            im = ax.imshow(maps[k] / np.abs(maps[k]).max(), cmap="bwr", vmin=-1, vmax=1)
+        else:
+            im = ax.imshow(maps[k] / maps[k].max(), cmap="hot", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-axes[0, 0].set_ylabel("image\n(predicted)", fontsize=8)
-axes[1, 0].set_ylabel("|d score / d x|\ntrained", fontsize=8)
-axes[2, 0].set_ylabel("|d score / d x|\nuntrained", fontsize=8)
-fig.suptitle("|gradient of the predicted class's score| per pixel, each map on its own scale "
-             "(bright: moves the score most; red title: a wrong prediction)",
-             fontsize=9)
+    axes[r, 0].set_ylabel(name, fontsize=8)
+    bar = fig.colorbar(im, cax=axes[r, show])
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("pixel value" if maps is None else "fraction of its max", fontsize=7)
+fig.suptitle("Saliency of the predicted class's score, each map divided by its own largest |value| "
+             "(red title: a wrong prediction)", fontsize=9)
 save_figure(fig, "20_saliency.png")
 
 # %%
 section("The first layer's filters")
 filters = net[0][0].weight.numpy()
-moved = np.linalg.norm(filters - first_filters) / np.linalg.norm(first_filters)
+change = filters - first_filters
+moved = np.linalg.norm(change) / np.linalg.norm(first_filters)
 print(f"  {filters.shape[0]} filters of shape {filters.shape[1:]} (one grey input channel); training moved them by "
-      f"{moved:.0%} of their initial norm")
+      f"{moved:.0%} of their initial norm: drawn on one scale, initial and trained look alike")
 with mv.no_grad():
     responses = net[0][1](net[0][0](mv.tensor(image))).numpy()[0]  # the first convolution and its ReLU
 count = filters.shape[0]
-fig, axes = plt.subplots(3, count, figsize=(max(1.3 * count, 6), 4.4))
+fig, axes = plt.subplots(4, count + 1, figsize=(max(1.4 * count, 6) + 1, 5.8),
+                         gridspec_kw={"width_ratios": [1] * count + [0.1]})
+bound, change_bound = np.abs(filters).max(), np.abs(change).max()
 for k in range(count):
-    for row, weights in enumerate((first_filters, filters)):
-        bound = np.abs(weights[k, 0]).max()
-        axes[row, k].imshow(weights[k, 0], cmap="bwr", vmin=-bound, vmax=bound)
-    axes[2, k].imshow(responses[k], cmap="gray")
+    for row, weights, b in ((0, first_filters, bound), (1, filters, bound), (2, change, change_bound)):
+        drawn = axes[row, k].imshow(weights[k, 0], cmap="bwr", vmin=-b, vmax=b)
+        if k == count - 1:
+            fig.colorbar(drawn, cax=axes[row, count]).ax.tick_params(labelsize=7)
+    response = axes[3, k].imshow(responses[k], cmap="gray", vmin=0, vmax=responses.max())
     for ax in axes[:, k]:
         ax.set_xticks([])
         ax.set_yticks([])
-for row, name in enumerate(("initial", "trained", "its response\nto image 0")):
+fig.colorbar(response, cax=axes[3, count]).ax.tick_params(labelsize=7)
+for row, name in enumerate(("initial", "trained", f"change\n({moved:.0%} of the\nnorm, own scale)",
+                            "response to\nimage 0 (ReLU)")):
     axes[row, 0].set_ylabel(name, fontsize=8)
-fig.suptitle("First-layer 3x3 filters (red positive, blue negative, each on its own scale)\nand what each "
-             "passes on after ReLU", fontsize=9)
+fig.suptitle("First-layer 3x3 filters: weight value (red positive, blue negative),\nthe change on its own scale, "
+             "and what each filter passes on", fontsize=9)
 save_figure(fig, "20_filters.png")
 
 notice("A saliency map is the ordinary backward pass with the image as the leaf: x.requires_grad, one logit's "
        "backward(), then x.grad.",
-       "It is a local slope: it says which pixels would move the score, background pixels included, not which "
-       "pixels the class 'is'; where the score has corners (ties on the black background) there is no one slope.",
-       "This net's maps are speckled and spread over the whole image. They pass the sanity check (they are the "
-       "trained net's, not the image's), but one gradient is a noisy picture of what a network uses: the reason "
-       "for SmoothGrad (exercise 2), occlusion tests and class-activation maps.")
+       "The gradient is a local slope of a function with corners everywhere; on this net it changes sign from one "
+       "pixel to the next, so its picture is speckle, background included. It says what an infinitesimal step "
+       "would do, not which part of the image the decision rests on.",
+       "Occlusion asks the second question with steps of visible size and passed both checks here: its top "
+       "pixels matter to the score, and it depends on the trained weights. SmoothGrad, with 16 copies, did not "
+       "tame this net's gradient.")
 
 exercises("Take the gradient of the loss instead of one logit. How does the map change for a misclassified image?",
-          "SmoothGrad: average the map over 20 copies of the image with noise of std 0.1 added. Is it less speckled?",
-          "Compare the map of the predicted class with that of the second-best class on a shirt: where do they differ?")
+          "SmoothGrad with 64 or 256 copies, and noise of std 0.3: when does its deletion fall catch up with "
+          "occlusion's?",
+          "Occlude with grey (0.5) instead of black. What happens to the background's share of the map, and why?")
