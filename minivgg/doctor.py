@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import cuda, models, optim
+from . import cuda, models, optim, tiers
 from . import functional as F
 from .autograd import tensor
 from .devices import parse_device
@@ -90,6 +90,29 @@ def _check_dropout(device):
     return ok, f"shape {tuple(y.shape)}, {zeroed:.0%} zeroed, the rest scaled by {scale:g}; backward: the same mask"
 
 
+def _gpu_tiers():
+    """(tier, label, suffix) for each GPU tier to check: the one that runs, and the reference kernels too when
+    the fast GPU tier (minivgg.tiers.enable_fast_gpu) is on, so a wrong fast kernel is told from a wrong GPU."""
+    if not (tiers.fast_gpu_enabled() and tiers.get_kernels() == "fast"):
+        return [(tiers.get_kernels(), "", "")]
+    return [("reference", ", reference kernels,", ""),
+            ("fast", ", fast kernels (minivgg/fast_gpu.py),", " (fast GPU)")]
+
+
+def _check_kernels(device, say):
+    """Run every kernel check on `device` under the current tier; print each; return the names that failed."""
+    failed = []
+    for name, check in _checks(device, np.random.default_rng(0)):
+        try:
+            ok, seen = check()
+        except Exception as exc:  # an error is a finding to report, not a crash
+            ok, seen = False, f"{type(exc).__name__}: {exc}"
+        say(f"  {name:<20} {'ok' if ok else 'FAILED'}  {seen}")
+        if not ok:
+            failed.append(name)
+    return failed
+
+
 # ---- one training step --------------------------------------------------------------------------------------
 def _training_step(device, size, batch, steps, say):
     """Time `steps` SGD steps (after one untimed step, in which CuPy compiles its kernels) of D2L's VGG-11
@@ -146,15 +169,10 @@ def run(device="cuda", size=224, batch=128, steps=3, say=print):
     failed = []
     with cuda.use_device(device):  # CuPy allocates and computes on its current device
         say(f"device:  {cuda.describe_device(index)}")
-        say("kernels on the GPU against the CPU (float32, same inputs, forward and backward):")
-        for name, check in _checks(device, np.random.default_rng(0)):
-            try:
-                ok, seen = check()
-            except Exception as exc:  # an error is a finding to report, not a crash
-                ok, seen = False, f"{type(exc).__name__}: {exc}"
-            say(f"  {name:<20} {'ok' if ok else 'FAILED'}  {seen}")
-            if not ok:
-                failed.append(name)
+        for tier, label, suffix in _gpu_tiers():
+            say(f"kernels on the GPU{label} against the CPU (float32, same inputs, forward and backward):")
+            with tiers.kernels(tier):
+                failed += [name + suffix for name in _check_kernels(device, say)]
         try:
             ok, seen = _training_step(device, size, batch, steps, say)
         except Exception as exc:

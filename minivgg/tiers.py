@@ -1,20 +1,23 @@
-"""Which kernels run: the reference tier (functional.py, optim.py) or the fast tier (fast_cpu.py).
+"""Which kernels run: the reference tier (functional.py, optim.py) or the fast tier (fast_cpu.py on
+NumPy arrays, fast_gpu.py on CuPy arrays once `enable_fast_gpu()` has opted in).
 
-An op or optimizer asks `variant(ReferenceClass, array)` for the class to run. Fast variants register
-themselves here with `@fast_variant_of(ReferenceClass)` when their module loads; the fast tier's module is
-loaded by name on the first lookup that wants it, so no reference module imports a fast one.
+An op or optimizer asks `variant(ReferenceClass, array module)` for the class to run. Fast variants
+register themselves here with `@fast_variant_of(ReferenceClass, xp)` when their module loads; the fast
+tier's module is loaded by name on the first lookup that wants it, so no reference module imports a fast
+one, and `import minivgg` never imports CuPy (array modules are known here by name).
 """
 import contextlib
 import importlib
-
-import numpy as np
+import os
 
 TIERS = ("reference", "fast")
 _tier = "fast"
 
-# The module holding each array library's fast variants, loaded on first use.
-_FAST_MODULES = {np: "minivgg.fast_cpu"}
-_variants = {}  # (array module, reference class) -> fast variant class
+# The module holding each array library's fast variants, by the array module's name, loaded on first use.
+_FAST_MODULES = {"numpy": "minivgg.fast_cpu", "cupy": "minivgg.fast_gpu"}
+_variants = {}  # (array module's name, reference class) -> fast variant class
+# The GPU's fast tier is opt-in: its kernels are tested on a simulator, not yet on a card.
+_fast_gpu = os.environ.get("MINIVGG_FAST_GPU", "0") == "1"
 
 
 def get_kernels():
@@ -42,25 +45,49 @@ def kernels(tier):
         set_kernels(previous)
 
 
-def fast_variant_of(reference, xp=np):
-    """Class decorator: register the decorated class as the fast variant of `reference` for arrays of `xp`."""
+def enable_fast_gpu(enabled=True):
+    """Let the fast tier run the GPU kernels of minivgg/fast_gpu.py on CuPy arrays (True), or keep the
+    reference kernels there (False, the default); returns the previous setting. The environment variable
+    MINIVGG_FAST_GPU=1 sets it at start-up. Off by default because these kernels have been tested only on
+    the tests' thread-by-thread simulator, not yet run on a card; `minivgg doctor` checks them on one."""
+    global _fast_gpu
+    previous, _fast_gpu = _fast_gpu, bool(enabled)
+    return previous
+
+
+def fast_gpu_enabled():
+    """True when the fast tier takes the GPU kernels of fast_gpu.py on CuPy arrays."""
+    return _fast_gpu
+
+
+def _name(xp):
+    """An array module's name ('numpy', 'cupy'); a name is returned as it is."""
+    return xp if isinstance(xp, str) else xp.__name__
+
+
+def fast_variant_of(reference, xp="numpy"):
+    """Class decorator: register the decorated class as the fast variant of `reference` for arrays of `xp`
+    (an array module or its name)."""
     def register(cls):
-        _variants[(xp, reference)] = cls
+        _variants[(_name(xp), reference)] = cls
         return cls
     return register
 
 
 def variant(reference, xp):
     """The class to run for arrays of module `xp`: the registered fast variant of `reference` when the fast
-    tier is on and one exists, else `reference` itself."""
-    if _tier != "fast" or xp not in _FAST_MODULES:
+    tier is on (on CuPy arrays: and enable_fast_gpu() opted in) and one exists, else `reference` itself."""
+    name = _name(xp)
+    if _tier != "fast" or name not in _FAST_MODULES or (name == "cupy" and not _fast_gpu):
         return reference
-    importlib.import_module(_FAST_MODULES[xp])  # registers its variants on first import
-    return _variants.get((xp, reference), reference)
+    importlib.import_module(_FAST_MODULES[name])  # registers its variants on first import
+    return _variants.get((name, reference), reference)
 
 
-def registered_variants(xp=np):
-    """{reference class: fast variant} for arrays of `xp`, loading the fast tier's module first."""
-    if xp in _FAST_MODULES:
-        importlib.import_module(_FAST_MODULES[xp])
-    return {reference: cls for (module, reference), cls in _variants.items() if module is xp}
+def registered_variants(xp="numpy"):
+    """{reference class: fast variant} for arrays of `xp` (a module or its name), loading the fast tier's
+    module first."""
+    name = _name(xp)
+    if name in _FAST_MODULES:
+        importlib.import_module(_FAST_MODULES[name])
+    return {reference: cls for (module, reference), cls in _variants.items() if module == name}

@@ -21,11 +21,15 @@
   generator used on another device CuPy's RuntimeError, as with two GPUs without peer access.
   MACHINE["error"] makes counting the GPUs raise CUDARuntimeError (e.g. 35, cudaErrorInsufficientDriver).
 - Integer-array indices out of range wrap around, as in CuPy (NumPy raises IndexError).
+- `cupyx.jit` is a simulator (SimulatedJit): a `@jit.rawkernel()` kernel runs as Python, thread by thread, its
+  integers with C's types and promotions (refusing overflow, unsigned wrap-around and // or % on negatives,
+  where C and Python differ), its arrays checking bounds and races between threads.
 """
 import contextlib
 import inspect
 import json
 import os
+import types
 
 import numpy as np
 
@@ -452,6 +456,9 @@ def installed(monkeypatch=None):
     for name in ("array", "asarray", "ascontiguousarray", "asanyarray"):
         monkeypatch.setattr(np, name, _refusing(getattr(np, name)))
     monkeypatch.setitem(sys.modules, "cupy", fake)
+    cupyx = SimulatedCupyx()
+    monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    monkeypatch.setitem(sys.modules, "cupyx.jit", cupyx.jit)
     monkeypatch.setattr(cuda, "_cupy_module", fake)
     monkeypatch.setattr(generators, "_generators", {})
     STATS.update(host_to_device=0, device_to_host=0, sync=0)
@@ -459,3 +466,258 @@ def installed(monkeypatch=None):
     MACHINE.update(device_count=1, error=None)
     _current[:] = [0]
     yield fake
+
+
+# ---- cupyx.jit, simulated thread by thread ---------------------------------------------------------------
+# The cupyx.jit names of CuPy 14's documentation (docs.cupy.dev, "Custom kernels", "JIT kernel definition"):
+# a subset written down by hand from that page, not by record_cupy_api.py. The simulator provides those in
+# JIT_SIMULATED; the others are refused as not simulated, any other name as not CuPy's.
+JIT_DOCUMENTED = ("rawkernel", "threadIdx", "blockDim", "blockIdx", "gridDim", "grid", "gridsize", "laneid",
+                  "warpsize", "range", "syncthreads", "syncwarp", "shfl_sync", "shfl_up_sync", "shfl_down_sync",
+                  "shfl_xor_sync", "shared_memory")
+JIT_SIMULATED = ("rawkernel", "threadIdx", "blockDim", "blockIdx", "gridDim", "grid", "gridsize", "range")
+MAX_THREADS_PER_BLOCK = 1024  # CUDA's limit
+_C_RANGES = {"int32": (-2**31, 2**31 - 1), "uint32": (0, 2**32 - 1), "int64": (-2**63, 2**63 - 1)}
+
+
+class SimulatorError(AssertionError):
+    """What a kernel did that C would do otherwise than Python, or that a GPU would race on."""
+
+
+def _c_type(value):
+    """The C type of an integer in a kernel: a CInt's own; a literal is an int, as in C."""
+    return value.ctype if isinstance(value, CInt) else "int32"
+
+
+def _promoted(a, b):
+    """C's usual arithmetic conversions among int32, uint32 and int64."""
+    types = {_c_type(a), _c_type(b)}
+    return "int64" if "int64" in types else "uint32" if "uint32" in types else "int32"
+
+
+class CInt(int):
+    """An integer of a simulated kernel with its C type (int32, uint32 or int64). Arithmetic follows C's
+    promotions and refuses what C computes differently: a result outside its type (int32 overflow, an
+    unsigned value going negative) and // or % on a negative operand (C truncates toward zero, Python
+    floors)."""
+
+    def __new__(cls, value, ctype):
+        low, high = _C_RANGES[ctype]
+        if not low <= int(value) <= high:
+            raise SimulatorError(f"{int(value)} does not fit in the kernel's {ctype}: C would wrap it around")
+        self = super().__new__(cls, int(value))
+        self.ctype = ctype
+        return self
+
+    def _op(self, other, fn, symbol, reverse=False):
+        if isinstance(other, (float, np.floating)):
+            return NotImplemented
+        a, b = (other, self) if reverse else (self, other)
+        if symbol in ("//", "%") and (int(a) < 0 or int(b) < 0):
+            raise SimulatorError(f"{int(a)} {symbol} {int(b)}: C truncates toward zero where Python floors; "
+                                 "keep index arithmetic non-negative")
+        return CInt(fn(int(a), int(b)), _promoted(a, b))
+
+    def __add__(self, o): return self._op(o, int.__add__, "+")
+    def __radd__(self, o): return self._op(o, int.__add__, "+", True)
+    def __sub__(self, o): return self._op(o, int.__sub__, "-")
+    def __rsub__(self, o): return self._op(o, int.__sub__, "-", True)
+    def __mul__(self, o): return self._op(o, int.__mul__, "*")
+    def __rmul__(self, o): return self._op(o, int.__mul__, "*", True)
+    def __floordiv__(self, o): return self._op(o, int.__floordiv__, "//")
+    def __rfloordiv__(self, o): return self._op(o, int.__floordiv__, "//", True)
+    def __mod__(self, o): return self._op(o, int.__mod__, "%")
+    def __rmod__(self, o): return self._op(o, int.__mod__, "%", True)
+    def __neg__(self): return CInt(-int(self), self.ctype)
+
+    def _compare(self, other, fn):
+        if not isinstance(other, (float, np.floating)) and _promoted(self, other) == "uint32" \
+                and (int(self) < 0 or int(other) < 0):
+            raise SimulatorError(f"comparing {int(self)} with {int(other)} as unsigned: C converts the negative one")
+        return fn(int(self), other)
+
+    def __lt__(self, o): return self._compare(o, int.__lt__ if isinstance(o, int) else lambda a, b: a < b)
+    def __le__(self, o): return self._compare(o, int.__le__ if isinstance(o, int) else lambda a, b: a <= b)
+    def __gt__(self, o): return self._compare(o, int.__gt__ if isinstance(o, int) else lambda a, b: a > b)
+    def __ge__(self, o): return self._compare(o, int.__ge__ if isinstance(o, int) else lambda a, b: a >= b)
+    __hash__ = int.__hash__
+
+    def __truediv__(self, o):
+        raise SimulatorError("/ on integers in a kernel: write // for an index")
+
+    __rtruediv__ = __truediv__
+
+
+class _Dim3:
+    def __init__(self, x):
+        self.x, self.y, self.z = CInt(x, "uint32"), CInt(0, "uint32"), CInt(0, "uint32")
+
+
+class _KernelArray:
+    """A 1-D device array inside a simulated kernel: an index must be an integer in [0, size) (C reads and
+    writes out of bounds where Python wraps a negative index), and an element one thread writes may be
+    neither written nor read by another thread of the launch (a race on a GPU)."""
+
+    def __init__(self, array, name, launch):
+        if array.ndim != 1:
+            raise SimulatorError(f"kernel argument {name} has shape {array.shape}: pass 1-D arrays (ravel), "
+                                 "indexed with flat indices")
+        self._a, self._name, self._launch, self._writer = array.view(np.ndarray), name, launch, {}
+
+    def _checked(self, i):
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise SimulatorError(f"{self._name}[{i!r}]: a kernel indexes with one integer")
+        if not 0 <= int(i) < self._a.size:
+            raise SimulatorError(f"{self._name}[{int(i)}] is out of bounds (size {self._a.size})")
+        return int(i)
+
+    def __getitem__(self, i):
+        i = self._checked(i)
+        writer = self._writer.get(i)
+        if writer is not None and writer != self._launch.thread:
+            raise SimulatorError(f"a race: thread {self._launch.thread} reads {self._name}[{i}], which thread "
+                                 f"{writer} wrote in the same launch")
+        return self._a[i]
+
+    def __setitem__(self, i, value):
+        i = self._checked(i)
+        writer = self._writer.setdefault(i, self._launch.thread)
+        if writer != self._launch.thread:
+            raise SimulatorError(f"a race: threads {writer} and {self._launch.thread} both write "
+                                 f"{self._name}[{i}] in one launch")
+        self._a[i] = value
+
+    def __len__(self):
+        return self._a.size
+
+
+class _SimulatedKernel:
+    """What cupyx.jit.rawkernel returns: called as kernel(grid, block, args), it runs the Python function
+    once per thread, block by block, with jit.threadIdx & co. set for that thread."""
+
+    def __init__(self, func, jit):
+        names = dict(func.__globals__, jit=jit, range=jit.range, cupy=_ScalarUfuncs())
+        self.func = types.FunctionType(func.__code__, names, func.__name__, func.__defaults__, func.__closure__)
+        self.jit, self.thread = jit, None
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        grid, block = _launch_dims(grid, "grid"), _launch_dims(block, "block")
+        if block > MAX_THREADS_PER_BLOCK:
+            raise SimulatorError(f"{block} threads per block: CUDA allows {MAX_THREADS_PER_BLOCK}")
+        if not isinstance(args, tuple):
+            raise CupyRefusal(f"a jit kernel's args must be a tuple, got {type(args).__name__}")
+        names = list(inspect.signature(self.func).parameters)
+        if len(names) != len(args):
+            raise CupyRefusal(f"kernel {self.func.__name__} takes {len(names)} arguments, got {len(args)}")
+        values = [_kernel_argument(a, n, self) for a, n in zip(args, names)]
+        jit = self.jit
+        jit.gridDim, jit.blockDim = _Dim3(grid), _Dim3(block)
+        for b in range(grid):
+            jit.blockIdx = _Dim3(b)
+            for t in range(block):
+                jit.threadIdx = _Dim3(t)
+                self.thread = b * block + t
+                self.func(*values)
+
+
+def _launch_dims(dims, what):
+    """A 1-D launch's size; the simulator runs 1-D grids and blocks only."""
+    if not isinstance(dims, tuple) or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                              for d in dims):
+        raise CupyRefusal(f"a jit kernel's {what} must be a tuple of ints, got {dims!r}")
+    if len(dims) != 1 or dims[0] < 1:
+        raise SimulatorError(f"the simulator runs 1-D launches of at least one {what} unit, got {what} {dims}")
+    return int(dims[0])
+
+
+def _kernel_argument(value, name, launch):
+    """An argument as the kernel sees it, of the types the launch accepts (bool, int, float, NumPy scalar,
+    cupy.ndarray): an array as a bounds- and race-checked _KernelArray, an integer as a CInt (a Python int
+    is a 64-bit integer to the kernel)."""
+    if isinstance(value, DeviceArray):
+        _check_current_device(value)
+        return _KernelArray(value, name, launch)
+    if isinstance(value, np.ndarray):
+        raise CupyRefusal(f"kernel argument {name} is a NumPy array: a kernel takes device arrays")
+    if isinstance(value, (bool, np.bool_, float, np.floating)):
+        return value
+    if isinstance(value, np.integer):
+        return CInt(value, {"int32": "int32", "uint32": "uint32", "int64": "int64"}[value.dtype.name])
+    if isinstance(value, int):
+        return CInt(value, "int64")
+    raise CupyRefusal(f"kernel argument {name} of type {type(value).__name__}: a jit kernel takes bool, int, "
+                      "float, complex, NumPy scalars and cupy.ndarray")
+
+
+class _ScalarUfuncs:
+    """`cupy` inside a simulated kernel: its ufuncs, on scalars (CuPy's jit compiles a ufunc call to its
+    scalar loop); NumPy's, which keep a float32 a float32."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name, None)
+        if name not in API["cupy"] or not isinstance(value, np.ufunc):
+            raise SimulatorError(f"cupy.{name} in a kernel: the simulator runs CuPy's ufuncs only")
+        return value
+
+
+class SimulatedJit:
+    """`cupyx.jit` for the stand-in: rawkernel, the thread coordinates, grid, gridsize and range, simulated.
+    A kernel runs as Python, one thread after another, on the stand-in's arrays; its integers carry C's types
+    (CInt) and its arrays check bounds and races (_KernelArray), so index arithmetic that only a GPU would get
+    wrong fails here."""
+
+    __name__ = "cupyx.jit"
+
+    def __init__(self):
+        self.threadIdx = self.blockIdx = self.blockDim = self.gridDim = None
+        self.launches = []  # the kernels launched, by name, in order
+
+    def __getattr__(self, name):
+        if name in JIT_DOCUMENTED:
+            raise AttributeError(f"the simulator does not provide cupyx.jit.{name}")
+        raise AttributeError(f"module 'cupyx.jit' has no attribute {name!r}")
+
+    def rawkernel(self, *, mode="cuda", device=False):
+        if device:
+            raise SimulatorError("the simulator runs kernels, not device functions")
+
+        def wrap(func):
+            kernel = _SimulatedKernel(func, self)
+            launches = self.launches
+
+            def launch(grid, block, args, shared_mem=0, stream=None):
+                launches.append(func.__name__)
+                return kernel(grid, block, args, shared_mem, stream)
+            launch.__name__ = func.__name__
+            return launch
+        return wrap
+
+    def grid(self, ndim):
+        if ndim != 1:
+            raise SimulatorError("the simulator runs 1-D grids")
+        return self.blockIdx.x * self.blockDim.x + self.threadIdx.x
+
+    def gridsize(self, ndim):
+        if ndim != 1:
+            raise SimulatorError("the simulator runs 1-D grids")
+        return self.blockDim.x * self.gridDim.x
+
+    def range(self, *args, unroll=None):
+        ctype = "int32"
+        for a in args:
+            ctype = _promoted(CInt(0, ctype), a)
+        return (CInt(i, ctype) for i in range(*(int(a) for a in args)))
+
+
+class SimulatedCupyx:
+    """`cupyx`, as far as the fast GPU tier reaches: its `jit` module, simulated."""
+
+    __name__ = "cupyx"
+
+    def __init__(self):
+        self.jit = SimulatedJit()
+
+    def __getattr__(self, name):
+        if name not in API["cupyx"]:
+            raise AttributeError(f"module 'cupyx' has no attribute {name!r}")
+        raise AttributeError(f"the strict stand-in does not provide cupyx.{name}")

@@ -1,0 +1,411 @@
+"""The GPU's fast tier: CuPy variants of the reference kernels in functional.py and of the optimizers'
+updates in optim.py, computing the same numbers. Opt-in: they run on CuPy arrays under the fast tier only
+after `minivgg.tiers.enable_fast_gpu()` (or MINIVGG_FAST_GPU=1), as they have not yet run on a card.
+
+Each class subclasses the reference of the same name and says what it does differently and why; each
+registers itself with `tiers.fast_variant_of(..., "cupy")`. The reference kernels build their results
+from many whole-array operations (a pad, one strided copy per kernel offset, masks multiplied in), each a
+kernel launch and a pass over memory; here each op is one or two hand-written kernels, the well-known
+ones of Caffe's im2col.cu and Chainer's im2col_gpu.
+
+The kernels are written with cupyx.jit (Python that CuPy compiles to CUDA) rather than as CUDA C strings,
+because the same Python function then also runs as Python: the tests' CuPy stand-in simulates each one
+thread by thread (tests/strict_cupy.py), so its index arithmetic is tested without a GPU. Two habits keep
+C and Python agreeing: index arithmetic never goes negative (C's / and % truncate where Python's floor),
+and a thread's index is computed in 64 bits (blockIdx.x * blockDim.x is 32-bit in C).
+"""
+import importlib
+import math
+
+import numpy as np
+
+from . import backend, cuda, optim
+from . import functional as F
+from .tiers import fast_variant_of
+
+BLOCK = 256  # threads per block
+
+# Bound to cupyx.jit and cupy by _jit() before a kernel compiles: CuPy's compiler looks up the names a
+# kernel uses in this module's globals.
+jit = cupy = None
+
+
+def _jit():
+    """cupyx.jit, loaded once CuPy is known to be usable (cuda.require_cupy), never at `import minivgg`."""
+    cuda_module = cuda.require_cupy()
+    jit_module = importlib.import_module("cupyx.jit")
+    globals().update(jit=jit_module, cupy=cuda_module)
+    return jit_module
+
+
+_compiled = {}  # (cupyx.jit module, kernel function) -> the compiled kernel
+
+
+def launch(kernel, total, *args):
+    """Run `kernel` on `total` threads, BLOCK to a block. The kernel's last two arguments are `total` and
+    the block size, as 64-bit integers: thread i = blockIdx.x * block + threadIdx.x computes in 64 bits."""
+    if total == 0:
+        return
+    jit_module = _jit()
+    key = (jit_module, kernel)
+    if key not in _compiled:
+        _compiled[key] = jit_module.rawkernel()(kernel)
+    blocks = -(-total // BLOCK)
+    _compiled[key]((blocks,), (BLOCK,), tuple(args) + (np.int64(total), np.int64(BLOCK)))
+
+
+def _ints(*values):
+    return tuple(np.int64(v) for v in values)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The kernels. Arrays are 1-D (C-order arrays raveled), addressed with flat indices.
+# ---------------------------------------------------------------------------------------------------
+def im2col_kernel(x, col, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, block):
+    # One thread per element of col (C*KH*KW, N*OH*OW): row (ch, ki, kj), column (b, oy, ox). The padding
+    # is decided here: positions outside x read 0, so no padded copy of x is made.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        ox = i % ow
+        oy = i // ow % oh
+        b = i // (ow * oh) % n
+        row = i // (ow * oh * n)
+        kj = row % kw
+        ki = row // kw % kh
+        ch = row // (kw * kh)
+        yp = oy * sh + ki  # in padded coordinates, never negative
+        xp = ox * sw + kj
+        if yp >= ph and yp < h + ph and xp >= pw and xp < w + pw:
+            col[i] = x[((b * c + ch) * h + (yp - ph)) * w + (xp - pw)]
+        else:
+            col[i] = 0
+
+
+def col2im_kernel(col, gx, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, block):
+    # One thread per pixel of gx (N, C, H, W): it sums the column entries of every window covering it, so
+    # no two threads write one pixel (no atomics). Windows oy with oy*sh <= yp < oy*sh + kh.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        xp = i % w + pw
+        yp = i // w % h + ph
+        ch = i // (w * h) % c
+        b = i // (w * h * c)
+        oy0 = (max(yp + 1, kh) - kh + sh - 1) // sh  # the first window reaching yp: ceil((yp-kh+1)/sh), >= 0
+        oy1 = min(yp // sh + 1, oh)
+        ox0 = (max(xp + 1, kw) - kw + sw - 1) // sw
+        ox1 = min(xp // sw + 1, ow)
+        columns = n * oh * ow
+        s = 0.0
+        for oy in range(oy0, oy1):
+            for ox in range(ox0, ox1):
+                row = (ch * kh + (yp - oy * sh)) * kw + (xp - ox * sw)
+                s += col[row * columns + (b * oh + oy) * ow + ox]
+        gx[i] = s
+
+
+def max_pool_kernel(x, y, argmax, neg_inf, h, w, kh, kw, sh, sw, ph, pw, oh, ow, total, block):
+    # One thread per output (N, C, OH, OW): the maximum of its window and where it is (offset ki*KW + kj).
+    # Padding reads -inf; the first maximum wins, a NaN wins and stays, as the reference's argmax.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        ox = i % ow
+        oy = i // ow % oh
+        plane = i // (ow * oh)  # b*C + ch
+        best = neg_inf
+        where = kw * 0  # an int64 zero: a jit variable keeps the type it is first given
+        for ki in range(kh):
+            for kj in range(kw):
+                yp = oy * sh + ki
+                xp = ox * sw + kj
+                v = neg_inf
+                if yp >= ph and yp < h + ph and xp >= pw and xp < w + pw:
+                    v = x[(plane * h + (yp - ph)) * w + (xp - pw)]
+                if best == best and (v > best or v != v):
+                    best = v
+                    where = ki * kw + kj
+        y[i] = best
+        argmax[i] = where
+
+
+def max_pool_backward_kernel(gy, argmax, gx, h, w, kh, kw, sh, sw, ph, pw, oh, ow, total, block):
+    # One thread per input pixel (N, C, H, W): the sum of the gradients of the windows whose maximum it is.
+    # Windows overlap when the stride is below the kernel, so a thread per output could collide.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        xp = i % w + pw
+        yp = i // w % h + ph
+        plane = i // (w * h)
+        oy0 = (max(yp + 1, kh) - kh + sh - 1) // sh
+        oy1 = min(yp // sh + 1, oh)
+        ox0 = (max(xp + 1, kw) - kw + sw - 1) // sw
+        ox1 = min(xp // sw + 1, ow)
+        s = 0.0
+        for oy in range(oy0, oy1):
+            for ox in range(ox0, ox1):
+                o = (plane * oh + oy) * ow + ox
+                if argmax[o] == (yp - oy * sh) * kw + (xp - ox * sw):
+                    s += gy[o]
+        gx[i] = s
+
+
+def relu_kernel(x, y, total, block):
+    # One thread per element. `not x < 0` keeps a NaN, as maximum(x, 0) does.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        if x[i] < 0:
+            y[i] = 0
+        else:
+            y[i] = x[i]
+
+
+def relu_backward_kernel(gy, y, gx, total, block):
+    # One thread per element: gy * (y > 0), multiplied as the reference does (so inf * 0 is NaN there too).
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        m = 0.0
+        if y[i] > 0:
+            m = 1.0
+        gx[i] = gy[i] * m
+
+
+def dropout_kernel(x, u, p, scale, y, keep, total, block):
+    # One thread per element: the mask from the uniform draw u and the scaled output in one pass.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        k = 0.0
+        keep[i] = u[i] >= p
+        if u[i] >= p:
+            k = 1.0
+        y[i] = x[i] * k * scale
+
+
+def dropout_backward_kernel(gy, keep, scale, gx, total, block):
+    # One thread per element: gy * keep * scale.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        k = 0.0
+        if keep[i]:
+            k = 1.0
+        gx[i] = gy[i] * k * scale
+
+
+def sgd_kernel(p, g, buf, lr, momentum, weight_decay, nesterov, total, block):
+    # One thread per element: the reference's operations in its order; buf is the momentum buffer (with
+    # momentum 0, a placeholder never read).
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        d = g[i]
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        if momentum != 0:
+            b = buf[i] * momentum + d
+            buf[i] = b
+            if nesterov:
+                d = d + momentum * b
+            else:
+                d = b
+        p[i] = p[i] - lr * d
+
+
+def adam_kernel(p, g, m, v, beta1, beta2, one_minus_beta1, one_minus_beta2, step_size, bias_correction2_sqrt,
+                eps, weight_decay, total, block):
+    # One thread per element: m and v as the reference, the step in the folded form of fast_cpu.Adam.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        d = g[i]
+        if weight_decay != 0:
+            d = d + weight_decay * p[i]
+        mi = m[i] * beta1 + one_minus_beta1 * d
+        vi = v[i] * beta2 + one_minus_beta2 * (d * d)
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - mi / (cupy.sqrt(vi) / bias_correction2_sqrt + eps) * step_size
+
+
+# ---------------------------------------------------------------------------------------------------
+# The ops
+# ---------------------------------------------------------------------------------------------------
+def _flat(xp, array):
+    """A 1-D view of `array` in C order (a copy only if it is not C-contiguous)."""
+    return xp.ascontiguousarray(array).ravel()
+
+
+def im2col(x, kernel, stride, padding):
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW), the reference im2col_array's layout, in one kernel."""
+    xp = backend.get_array_module(x)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
+    col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    launch(im2col_kernel, col.size, _flat(xp, x), col.ravel(), *_ints(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
+    return col
+
+
+def col2im(col, input_shape, kernel, stride, padding):
+    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), summing every copy of a pixel: the reference col2im_array."""
+    xp = backend.get_array_module(col)
+    n, c, h, w = input_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
+    gx = xp.empty((n, c, h, w), dtype=col.dtype)
+    launch(col2im_kernel, gx.size, _flat(xp, col), gx.ravel(), *_ints(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
+    return gx
+
+
+@fast_variant_of(F.Conv2dFunction, "cupy")
+class Conv2dFunction(F.Conv2dFunction):
+    """The reference convolution with its im2col and col2im each one kernel (im2col_kernel, col2im_kernel)
+    instead of a padded copy and one strided copy per kernel offset: fewer launches and passes over memory.
+    The products stay cuBLAS's."""
+
+    def forward(self, x, weight, bias=None):
+        F._check_conv_inputs(x, weight)
+        xp = backend.get_array_module(x)
+        n, k = x.shape[0], weight.shape[0]
+        self.kernel = weight.shape[2:]
+        oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
+        col = im2col(x, self.kernel, self.stride, self.padding)            # (C*KH*KW, N*OH*OW)
+        y = weight.reshape(k, -1) @ col                                    # (K, N*OH*OW)
+        y = xp.ascontiguousarray(y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3))
+        if bias is not None:
+            y += bias.reshape(1, k, 1, 1)
+        self.col = col if self.needs_input_grad[1] else None
+        self.save_for_backward(weight if self.needs_input_grad[0] else None)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        k = gy.shape[1]
+        g = gy.transpose(1, 0, 2, 3).reshape(k, -1)                        # (K, N*OH*OW)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            weight, = self.saved_tensors
+            gx = col2im(weight.reshape(k, -1).T @ g, self.x_shape, self.kernel, self.stride, self.padding)
+        if self.needs_input_grad[1]:
+            gw = (g @ self.col.T).reshape(k, -1, *self.kernel)
+        if F._wants(self, 2):
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+@fast_variant_of(F.MaxPool2dFunction, "cupy")
+class MaxPool2dFunction(F.MaxPool2dFunction):
+    """The reference max-pooling in one kernel each way, without the padded copy and the
+    (N, C, KH*KW, OH, OW) window array: a thread per output finds its maximum and keeps where it is (an
+    int32 offset per output); backward, a thread per input pixel adds the gradients of the windows it won."""
+
+    def forward(self, x):
+        F._check_pool(x, self.kernel, self.padding)
+        xp = backend.get_array_module(x)
+        n, c, h, w = x.shape
+        oh, ow = F._output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        y = xp.empty((n, c, oh, ow), dtype=x.dtype)
+        self.argmax = xp.empty((n, c, oh, ow), dtype=np.int32)
+        launch(max_pool_kernel, y.size, _flat(xp, x), y.ravel(), self.argmax.ravel(), x.dtype.type(-np.inf),
+               *_ints(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        n, c, h, w = self.x_shape
+        oh, ow = gy.shape[2:]
+        gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        launch(max_pool_backward_kernel, gx.size, _flat(xp, gy), self.argmax.ravel(), gx.ravel(),
+               *_ints(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
+        return gx
+
+
+@fast_variant_of(F.ReLUFunction, "cupy")
+class ReLUFunction(F.ReLUFunction):
+    """The reference ReLU, forward and backward each one kernel: backward reads y and gy once, without
+    the reference's boolean array y > 0 in between."""
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        x = xp.ascontiguousarray(x)
+        y = xp.empty_like(x)
+        launch(relu_kernel, x.size, x.ravel(), y.ravel())
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved_tensors
+        xp = backend.get_array_module(gy)
+        gx = xp.empty(y.shape, dtype=gy.dtype)
+        launch(relu_backward_kernel, gx.size, _flat(xp, gy), y.ravel(), gx.ravel())
+        return gx
+
+
+@fast_variant_of(F.DropoutFunction, "cupy")
+class DropoutFunction(F.DropoutFunction):
+    """The reference dropout with the same draw from the device's generator, and the mask and the scaled
+    output made in one kernel (the reference makes them in three passes)."""
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        u = backend.get_generator(backend.device_of(x)).random(x.shape, dtype=np.float32)
+        self.scale = x.dtype.type(1.0 / (1.0 - self.p))
+        y = xp.empty(x.shape, dtype=x.dtype)
+        self.keep = xp.empty(x.shape, dtype=bool)
+        launch(dropout_kernel, y.size, _flat(xp, x), u.ravel(), np.float32(self.p), self.scale, y.ravel(),
+               self.keep.ravel())
+        return y
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        gx = xp.empty(gy.shape, dtype=gy.dtype)
+        launch(dropout_backward_kernel, gx.size, _flat(xp, gy), self.keep.ravel(), self.scale, gx.ravel())
+        return gx
+
+
+# ---------------------------------------------------------------------------------------------------
+# The optimizers' updates
+# ---------------------------------------------------------------------------------------------------
+def _scalar(p, value):
+    """A hyperparameter in the parameter's dtype: the kernel then computes in float32, as the reference
+    does with Python floats and float32 arrays."""
+    return p.dtype.type(value)
+
+
+@fast_variant_of(optim.SGD, "cupy")
+class SGD(optim.SGD):
+    """The reference update in one kernel per parameter (sgd_kernel) instead of one launch and one new
+    array per operation; the same operations in the same order."""
+
+    @staticmethod
+    def update(p, g, state, lr, momentum, weight_decay, nesterov):
+        # The first step makes the buffer, as the reference; a parameter that is a strided view (rare) cannot
+        # be updated through a flat view: the reference updates it.
+        if (momentum != 0 and "momentum_buffer" not in state) or not p.flags.c_contiguous:
+            optim.SGD.update(p, g, state, lr, momentum, weight_decay, nesterov)
+            return
+        xp = backend.get_array_module(p)
+        buf = state.get("momentum_buffer", g)  # momentum 0: a placeholder the kernel never reads
+        launch(sgd_kernel, p.size, p.ravel(), _flat(xp, g), buf.ravel(), _scalar(p, lr), _scalar(p, momentum),
+               _scalar(p, weight_decay), bool(nesterov))
+
+
+@fast_variant_of(optim.Adam, "cupy")
+class Adam(optim.Adam):
+    """The reference update in one kernel per parameter (adam_kernel), with the bias corrections folded
+    into two numbers as fast_cpu.Adam does: m and v are the reference's, the step agrees to float32
+    rounding."""
+
+    @staticmethod
+    def update(p, g, state, lr, betas, eps, weight_decay):
+        if not p.flags.c_contiguous:  # a strided view cannot be updated through a flat view
+            optim.Adam.update(p, g, state, lr, betas, eps, weight_decay)
+            return
+        xp = backend.get_array_module(p)
+        beta1, beta2 = betas
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p)
+            state["exp_avg_sq"] = xp.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        scalars = (beta1, beta2, 1 - beta1, 1 - beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps,
+                   weight_decay)
+        launch(adam_kernel, p.size, p.ravel(), _flat(xp, g), state["exp_avg"].ravel(), state["exp_avg_sq"].ravel(),
+               *(_scalar(p, s) for s in scalars))
