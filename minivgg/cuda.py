@@ -262,6 +262,12 @@ def set_tf32(enabled=True):
     Ampere or newer): the convolutions (im2col products) and linear layers get faster, their inputs rounded
     to a 10-bit mantissa (float32 keeps 23). Off by default. Returns the previous setting.
 
+    Which products it reaches, per CuPy's source (cupy/_core/_routines_linalg.pyx; not verified on a card):
+    2-D products (`@`, matmul, dot, tensordot of 2-D operands), which go to cuBLAS's gemmEx with the compute
+    type read from CUPY_TF32; minivgg's convolutions and linear layers multiply 2-D matrices, so all of them.
+    Batched products (matmul of 3-D or more operands: gemmStridedBatchedEx or sgemmBatched) keep full float32.
+    CuPy's documentation says only that CUPY_TF32=1 "allows CUDA libraries to use Tensor Cores TF32 compute".
+
     Sets CUPY_TF32, which CuPy reads at its first float32 matrix product: call this before training (the
     `--tf32` option of `minivgg train` does it first thing). If CuPy is loaded already, its kept choice is
     reset as well, so the next product reads the variable again; a CuPy whose internals differ gets a
