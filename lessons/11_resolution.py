@@ -38,8 +38,8 @@ for s in sizes:
 conv_growth = flops[224]["conv"] / flops[32]["conv"]
 total_growth = (flops[224]["conv"] + flops[224]["dense"]) / (flops[32]["conv"] + flops[32]["dense"])
 dense_share = flops[32]["dense"] / (flops[32]["conv"] + flops[32]["dense"])
-claim(conv_growth == 49, f"the convolutions' work grows {conv_growth:g} times from 32 to 224, (224 / 32)^2: the same "
-      "weights slide over 49 times as many positions in every layer")
+print(f"  the convolutions' work grows {conv_growth:g} times from 32 to 224: (224 / 32)^2 = 49 by arithmetic, since "
+      "the same weights slide over 49 times as many positions in every layer")
 claim(total_growth < 10, f"but the whole network's grows {total_growth:.1f} times: at 32 the dense layers do "
       f"{dense_share:.0%} of the work, and they grow only {flops[224]['dense'] / flops[32]['dense']:.1f} times (only "
       "the first one sees a larger map, 7x7 instead of 1x1)")
@@ -115,16 +115,17 @@ print(f"  {'whole step, measured':<27}" + "".join(f"{measured[s][0] * 1e3:10.1f}
 conv_rate = {s: 3 * flops[s]["conv"] * batch / measured[s][1]["convolutions"] / 1e9 for s in timed}
 print("  the convolutions ran at " + ", ".join(f"{conv_rate[s]:.1f} GFLOP/s at {s}x{s}" for s in timed)
       + " (forward and backward, 3x the forward's count)")
+print("  (a rate of the convolutions alone, layer by layer: lesson 12's rate is a whole step's, pooling, ReLU, loss "
+      "and update included)")
 fixed = {s: measured[s][1]["dense layers"] + measured[s][1]["SGD update"] for s in timed}
-claim(fixed[32] > measured[32][1]["convolutions"], f"at 32x32 the dense layers and the update take "
-      f"{fixed[32] * 1e3:.0f} ms, more than the convolutions' {measured[32][1]['convolutions'] * 1e3:.0f} ms: "
-      "most of a step is work that does not depend on the image size")
-claim(measured[224][1]["convolutions"] > fixed[224], f"at 224x224 the convolutions take "
-      f"{measured[224][1]['convolutions'] * 1e3:.0f} ms, more than the dense layers and the update "
-      f"({fixed[224] * 1e3:.0f} ms)")
 step_growth = measured[224][0] / measured[32][0]
-claim(step_growth < 49 / 2, f"so the step grows {step_growth:.1f} times, not 49: the part that grows 49 times was "
-      f"a small share at 32 (the counted arithmetic says {total_growth:.1f} times)")
+print("  measured on this machine (times, not claims: another machine, or a busier one, moves them):")
+print(f"    at 32x32 the dense layers and the update took {fixed[32] * 1e3:.0f} ms, the convolutions "
+      f"{measured[32][1]['convolutions'] * 1e3:.0f} ms")
+print(f"    at 224x224 the convolutions took {measured[224][1]['convolutions'] * 1e3:.0f} ms, the dense layers and the "
+      f"update {fixed[224] * 1e3:.0f} ms")
+print(f"    the whole step grew {step_growth:.1f} times from 32 to 224; the counted arithmetic says "
+      f"{total_growth:.1f} times, the convolutions' alone 49")
 
 # %%
 section("Accuracy after a short run")
@@ -143,12 +144,13 @@ for s in short_sizes:
     print(f"  {s}x{s}: test acc {results[s][0]:.3f} after one epoch on {n} images (channels / {2 * ratio}), "
           f"{results[s][1]:.1f} s")
 (acc32, time32), (acc96, time96) = results[32], results[96]
-claim(min(acc for acc, _ in results.values()) > 0.2 and acc96 > acc32,
-      f"every run learned (chance is 0.1), and on the same images 96x96 reached {acc96:.3f} against 32x32's "
-      f"{acc32:.3f}, in {time96 / time32:.1f} times the time")
+claim(min(acc for acc, _ in results.values()) > 0.2, "every run learned: each size is above 0.2 on 500 test images "
+      "(chance is 0.1)")
+print(f"  one run each (seed 0): 96x96 reached {acc96:.3f} against 32x32's {acc32:.3f}, in {time96 / time32:.1f} "
+      "times the time (measured here); one seed does not say which size is better, nor by how much")
 
-notice("The 49x of the arithmetic is the convolutions' alone; at 32x32 most of a step is the dense layers and the "
-       "update, which hardly grow with the image.",
+notice("The 49x of the arithmetic is the convolutions' alone; at 32x32 a large share of the count is the dense "
+       "layers', which hardly grow with the image (the times above show where it went on this machine).",
        "So a larger input costs less than its pixels suggest, until the convolutions take over the step.",
        "Resizing adds no information (Fashion-MNIST has 28x28 pixels), yet the short runs differ: at 32 five "
        "poolings leave a 1x1 map, at 96 a 3x3 one. Whether that is worth the time needs longer runs.")
