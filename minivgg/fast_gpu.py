@@ -78,7 +78,7 @@ def im2col_kernel(x, col, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, blo
         if yp >= ph and yp < h + ph and xp >= pw and xp < w + pw:
             col[i] = x[((b * c + ch) * h + (yp - ph)) * w + (xp - pw)]
         else:
-            col[i] = 0
+            col[i] = 0.0
 
 
 def col2im_kernel(col, gx, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, block):
@@ -153,7 +153,7 @@ def relu_kernel(x, y, total, block):
     i = jit.blockIdx.x * block + jit.threadIdx.x
     if i < total:
         if x[i] < 0:
-            y[i] = 0
+            y[i] = 0.0
         else:
             y[i] = x[i]
 

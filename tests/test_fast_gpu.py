@@ -170,7 +170,8 @@ def test_cupy_arrays_take_the_fast_gpu_classes_only_when_opted_in(cuda_device):
             assert tiers.variant(optim.SGD, cupy) is optim.SGD
         tiers.enable_fast_gpu(True)
         with mv.kernels("fast"):
-            for reference, fast in ((F.Conv2dFunction, fast_gpu.Conv2dFunction), (F.ReLUFunction, fast_gpu.ReLUFunction),
+            for reference, fast in ((F.Conv2dFunction, fast_gpu.Conv2dFunction),
+                                    (F.ReLUFunction, fast_gpu.ReLUFunction),
                                     (F.MaxPool2dFunction, fast_gpu.MaxPool2dFunction),
                                     (F.DropoutFunction, fast_gpu.DropoutFunction)):
                 assert F._choose(reference, x) is fast
@@ -208,10 +209,13 @@ def test_each_op_is_one_kernel_launch_each_way(gpu_tier, monkeypatch):
 
 
 # ---- the simulator refuses what C or a GPU would do otherwise than Python ---------------------------------------
+jit = None  # the simulator binds cupyx.jit in the globals a simulated kernel sees
+
+
 def _kernel(body):
     """A one-argument-array kernel running `body(a, i)` for thread i, through the stand-in's cupyx.jit."""
     def kernel(a, total, block):
-        i = jit.blockIdx.x * block + jit.threadIdx.x  # noqa: F821 (the simulator provides jit)
+        i = jit.blockIdx.x * block + jit.threadIdx.x
         if i < total:
             body(a, i)
     return kernel
