@@ -15,14 +15,27 @@ def read_config(path):
         raise CheckpointError(f"{path} holds no run config: it is not a run's checkpoint.npz (minivgg train "
                               "writes one into its run folder)")
     _check_config(nested["config"], path)
+    _require_config(nested["config"], path)
     return nested["config"]
 
 
-def load_checkpoint(path, device="cpu"):
-    """`load` a run's checkpoint, then `check_checkpoint` it: what resume, evaluate and inspect should use."""
+def load_checkpoint(path, device="cpu", needs_config=True):
+    """`load` a run's checkpoint, then `check_checkpoint` it: what resume, evaluate and inspect should use.
+    With `needs_config` (the command's case: it rebuilds the network from it) a checkpoint without a run
+    config is refused; `train.restore` into a network the caller built needs none."""
     state = load(path, device=device)
     check_checkpoint(state, path)
+    if needs_config:
+        _require_config(state["config"], path)
     return state
+
+
+def _require_config(config, path):
+    """A run written by `fit(out_dir=...)` without `config` holds no settings to rebuild its network from."""
+    if not config or "arch" not in config:
+        raise CheckpointError(f"{path} was written by fit() without a run config (arch, ratio, ...), so its network "
+                              f"cannot be rebuilt: pass config=RunConfig(...).to_dict() to fit(out_dir=...), or "
+                              f"train with minivgg train")
 
 
 CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": dict, "epoch": int,

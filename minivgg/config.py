@@ -84,6 +84,11 @@ class RunConfig:
     classes: Optional[list] = None  # the class names, as the folder gave them
     in_channels: Optional[int] = None  # the images' channels (default 1, Fashion-MNIST's grey)
     num_classes: Optional[int] = None  # the network's outputs (default 10; 1 with binary)
+    train_files: Optional[list] = None  # the training images, 'class/file' under data_dir, as split at the start
+    held_out_files: Optional[list] = None  # the held-out images, likewise: evaluate and resume use these
+    # how much of the data a run uses (quick runs)
+    train_limit: Optional[int] = None  # only the first N training images
+    limit_batches: Optional[int] = None  # only N batches per epoch
     # a run started from other weights
     torchvision_weights: Optional[str] = None  # the file of torchvision's ImageNet weights
     freeze_features: bool = False  # only the dense layers learn
@@ -120,7 +125,7 @@ class RunConfig:
                 continue
             rule, accepts = RULES[name]
             if not _holds(accepts, value):
-                flag = f" (--{name.replace('_', '-')})" if name in FLAGS else ""
+                flag = f" (--{name.replace('_', '-')})" if name in FLAGS + DATA_FLAGS else ""
                 raise ValueError(f"run config: {name}{flag} must be {rule}, got {value!r}")
         if self.scale_jitter is not None and self.scale_jitter[0] > self.scale_jitter[1]:
             raise ValueError(f"run config: scale_jitter (--scale-jitter) must be [MIN, MAX] with MIN <= MAX, got "
@@ -150,6 +155,8 @@ FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
 FLAGS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_size", "optimizer", "lr", "momentum",
          "nesterov", "weight_decay", "scheduler", "warmup_epochs", "epochs", "clip_grad_norm", "recipe", "crop",
          "scale_jitter", "flip", "intensity_shift", "subtract_mean")
+# The fields of how much data a run uses, also set from flags of the same name.
+DATA_FLAGS = ("train_limit", "limit_batches")
 
 
 def _known_arch(name):
@@ -180,7 +187,7 @@ def _holds(accepts, value):
 RULES = dict(
     arch=("a name models.build knows (d2l, A ... E, vgg11 ... vgg19)", _known_arch),
     ratio=_whole(1), resize=_whole(1), seed=_whole(0), batch_size=_whole(1), epochs=_whole(1), crop=_whole(1),
-    in_channels=_whole(1), num_classes=_whole(1),
+    in_channels=_whole(1), num_classes=_whole(1), train_limit=_whole(1), limit_batches=_whole(1),
     init=_one_of("xavier", "normal", "kaiming"), optimizer=_one_of("sgd", "adam"),
     scheduler=_one_of("none", "step", "cosine", "plateau"), recipe=_one_of(*RECIPES),
     lr=_finite("> 0", lambda v: v > 0), momentum=_finite("in [0, 1)", lambda v: 0 <= v < 1),
@@ -208,3 +215,29 @@ def resume_config(saved, flags):
     if flags.data_dir:
         merged.data_dir = flags.data_dir
     return merged
+
+
+def resume_conflicts(saved, flags, given):
+    """[(field, the run's value, the flag's value)] of each flag in `given` (the names of the fields set on the
+    command line) whose value in `flags` (a RunConfig) differs from the run's config `saved` (a dict): a
+    resumed run keeps its settings. --epochs extends a run and --data-dir may name a moved copy: never a
+    conflict, but a folder for a run trained on Fashion-MNIST is."""
+    conflicts = []
+    for name in given:
+        value, before = getattr(flags, name), saved.get(name)
+        if name == "epochs" or (name == "data_dir" and before):
+            continue
+        if not _same(name, before, value):
+            conflicts.append((name, before, value))
+    return conflicts
+
+
+def _same(name, a, b):
+    if name == "arch":
+        return models.ALIASES.get(str(a).lower(), str(a).upper()) == models.ALIASES.get(str(b).lower(),
+                                                                                        str(b).upper())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12)
+    return a == b

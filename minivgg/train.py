@@ -3,17 +3,22 @@ checkpoints after every epoch and on Ctrl-C, exact resume, and a clear stop on a
 
 `fit` runs epochs of `train_epoch` (one `train_step` per batch, `check_finite_loss` on the running loss),
 evaluates, and writes the run's files through a `RunFolder`."""
+import copy
+import errno
 import json
 import math
 import os
+import signal
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
 from . import backend, cuda
 from . import functional as F
+from .autograd import Tensor
 from .nn.utils import clip_grad_norm_, device_of, evaluating
-from .serialization import load, save
+from .serialization import save
 from .tally import EpochTally
 
 CHECKPOINT = "checkpoint.npz"
@@ -85,22 +90,40 @@ def plot_history(history, path):
         ax.plot(x, [p["acc"] for p in points], "m--", label="train acc")
     epochs = history["epochs"]
     if epochs:
-        ax.plot([e["epoch"] for e in epochs], [e["test_acc"] for e in epochs], "g-.", marker="o", label="test acc")
+        tested = [e for e in epochs if e["test_acc"] is not None]  # not yet: a run stopped in its test pass
+        ax.plot([e["epoch"] for e in tested], [e["test_acc"] for e in tested], "g-.", marker="o", label="test acc")
     ax.set_xlabel("epoch")
     ax.grid(True)
-    ax.legend()
+    if points or epochs:
+        ax.legend()
     fig.tight_layout()
     tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def _write_json(obj, path):
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def training_state(net, optimizer, scheduler, epoch, history, config):
@@ -122,8 +145,10 @@ def training_state(net, optimizer, scheduler, epoch, history, config):
 def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
     """Load a run's checkpoint into net/optimizer/scheduler and the random state. Returns
     (epochs done, history)."""
+    from .checkpoint import load_checkpoint
+
     path = os.path.join(run_dir, CHECKPOINT)
-    state = load(path, device=device)
+    state = load_checkpoint(path, device=device, needs_config=False)
     net.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler"):
@@ -134,10 +159,11 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
 
 class RunFolder:
     """The files of a run. After every epoch: checkpoint.npz (the resume point), history.json, training.png
-    and, with a gradient monitor, gradients.png; on Ctrl-C: interrupted.npz, which leaves the last epoch's
-    checkpoint intact. The checkpoint, history.json and training.png are written to a temporary file and
-    renamed, so a crash never leaves half of one behind. The folder is created with the first file written
-    into it, so a run that fails before then leaves no empty folder behind."""
+    and, with a gradient monitor, gradients.png; on Ctrl-C during an epoch's steps: interrupted.npz, which
+    leaves the last epoch's checkpoint intact. The checkpoint, history.json and training.png are written to a
+    temporary file and renamed, so a crash never leaves half of one behind. The folder is created with the
+    first file written into it, so a run that fails before then leaves no empty folder behind. A file that
+    cannot be written (permissions, a full disk) is an OSError naming it."""
 
     def __init__(self, path):
         self.path = path
@@ -148,19 +174,65 @@ class RunFolder:
 
     def save_epoch(self, state, monitor=None):
         """Write the end-of-epoch files from `state` (a `training_state`)."""
-        os.makedirs(self.path, exist_ok=True)
-        save(state, self.checkpoint)
-        _write_json(state["history"], os.path.join(self.path, "history.json"))
-        plot_history(state["history"], os.path.join(self.path, "training.png"))
-        if monitor is not None:
-            monitor.plot(os.path.join(self.path, "gradients.png"))
+        with _writing(self.checkpoint, self.path):
+            os.makedirs(self.path, exist_ok=True)
+            save(state, self.checkpoint)
+        history = os.path.join(self.path, "history.json")
+        with _writing(history, self.path):
+            _write_json(state["history"], history)
+            plot_history(state["history"], os.path.join(self.path, "training.png"))
+            if monitor is not None:
+                monitor.plot(os.path.join(self.path, "gradients.png"))
 
     def save_interrupted(self, state):
         """Write interrupted.npz (the weights at the moment of Ctrl-C); returns its path."""
         path = os.path.join(self.path, INTERRUPTED)
-        os.makedirs(self.path, exist_ok=True)
-        save(state, path)
+        with _writing(path, self.path):
+            os.makedirs(self.path, exist_ok=True)
+            save(state, path)
         return path
+
+
+WRITE_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "a read-only file system", errno.ENOSPC: "disk full",
+                errno.EFBIG: "file too large (disk full, or a file-size limit: ulimit -f)",
+                errno.EDQUOT: "disk quota exceeded"}
+
+
+@contextmanager
+def _writing(path, folder):
+    """An OSError while writing `path` as one line naming it and why; the file it replaces stays intact."""
+    try:
+        yield
+    except OSError as exc:
+        why = WRITE_ERRORS.get(exc.errno, exc.strerror or str(exc))
+        kept = f"; {folder}/{CHECKPOINT} is unchanged" if os.path.exists(os.path.join(folder, CHECKPOINT)) else ""
+        raise OSError(f"cannot write {path}: {why} ({exc.strerror or exc}){kept}") from None
+
+
+SIGNAL_AT = "MINIVGG_TEST_SIGNAL_AT"
+
+
+def signal_at(phase, epoch):
+    """For tests of Ctrl-C: send this process SIGINT when `phase` ('step', 'test' or 'checkpoint') of epoch
+    `epoch` (from 1) begins, if $MINIVGG_TEST_SIGNAL_AT names it: 'test', or 'test@2' for epoch 2 only."""
+    wanted = os.environ.get(SIGNAL_AT)
+    if not wanted:
+        return
+    name, _, at = wanted.partition("@")
+    if name == phase and (not at or int(at) == epoch):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def _copied(obj):
+    """A deep copy of a training state, its arrays on the host: what the weights were, kept in memory."""
+    if isinstance(obj, dict):
+        return {key: _copied(value) for key, value in obj.items()}
+    if isinstance(obj, Tensor):
+        return np.array(backend.to_numpy(obj.data), copy=True)
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        return np.array(backend.to_numpy(obj), copy=True)
+    return copy.deepcopy(obj)
 
 
 def check_finite_loss(mean_loss, batch_loss, epoch, step, checkpoint=None):
@@ -219,6 +291,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
         step = 0
         try:
             for step, (images, labels) in enumerate(loader, 1):
+                signal_at("step", epoch + 1)
                 backend.derive_generators(seed, epoch, step)
                 loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
                 classes = max(logits.shape[1], 2)  # one logit: a binary classifier, labels 0 and 1
@@ -245,9 +318,13 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
-    out_dir also the files of a `RunFolder` (plot, history.json, atomic checkpoint). Ctrl-C saves
-    `interrupted.npz` (the weights at that moment) and re-raises; the last epoch's checkpoint stays
-    intact for an exact resume (`restore` gives start_epoch and history). `scheduler.step(test_acc)` runs
+    out_dir also the files of a `RunFolder` (plot, history.json, atomic checkpoint); `config` (a dict:
+    RunConfig.to_dict()) goes into the checkpoint, and `minivgg evaluate`, `inspect --run` and `--resume`
+    rebuild the network from it. Ctrl-C never loses a finished epoch, and re-raises: during an epoch's
+    steps it saves `interrupted.npz` (the weights at that moment) and keeps the last epoch's checkpoint (in
+    the first epoch: a checkpoint of the start, epoch 0); during the test pass it saves the trained epoch
+    without its test accuracy, which the resumed run computes first; during the checkpoint's write it
+    writes it again. `restore` gives start_epoch and history for an exact resume. `scheduler.step(test_acc)` runs
     once per epoch, or `scheduler.step()` after every batch with scheduler_per_step=True.
     `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
     step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
@@ -257,53 +334,100 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     exact on every device. On a GPU each epoch's record holds `peak_gpu_bytes`: the most memory CuPy's
     pool held during the epoch (cuda.memory_info()["peak"]).
     """
-    history = history or {"epochs": [], "points": []}
-    device = device_of(net)
-    run = RunFolder(out_dir) if out_dir else None
-    epoch_options = dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
-                         monitor=monitor, progress=progress, log_every=log_every)
+    run = _Fit(net, train_loader, test_loader, optimizer, scheduler, RunFolder(out_dir) if out_dir else None,
+               history or {"epochs": [], "points": []}, config, monitor, print_fn, scheduler_per_step,
+               dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
+                    monitor=monitor, progress=progress, log_every=log_every))
     total_examples, total_time = 0, 0.0
-    with backend.use_device(device):
+    with backend.use_device(run.device):
+        if run.history["epochs"] and run.history["epochs"][-1]["test_acc"] is None:
+            run.finish(start_epoch - 1, run.history["epochs"][-1], time.perf_counter())  # stopped in its test
+        if run.folder and start_epoch == 0:
+            run.start_state = _copied(run.state(0))  # written only if Ctrl-C comes before the first epoch ends
         for epoch in range(start_epoch, start_epoch + epochs):
-            start = time.perf_counter()
-            if device != "cpu":
-                cuda.reset_peak_memory()
-            try:
-                loss, acc, seen = train_epoch(net, train_loader, optimizer, epoch, history, **epoch_options,
-                                              checkpoint=run.checkpoint if run and epoch > 0 else None)
-            except KeyboardInterrupt as exc:
-                _save_interrupted(run, training_state(net, optimizer, scheduler, epoch, history, config),
-                                  epoch, exc, print_fn)
-                raise
-            train_time = time.perf_counter() - start
-            test_acc = evaluate_accuracy(net, test_loader)
-            record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": test_acc, "lr": optimizer.lr,
-                      "time": time.perf_counter() - start, "examples_per_sec": seen / train_time}
-            if device != "cpu":
-                record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
-            history["epochs"].append(record)
-            print_fn(_epoch_line(record))
-            if scheduler is not None and not scheduler_per_step:
-                _advance(scheduler, test_acc)
-            if run:
-                run.save_epoch(training_state(net, optimizer, scheduler, epoch + 1, history, config), monitor)
+            seen, train_time = run.epoch(epoch)
             total_examples, total_time = total_examples + seen, total_time + train_time
-    _print_summary(history, total_examples, total_time, device, print_fn)
-    return history
+    _print_summary(run.history, total_examples, total_time, run.device, print_fn)
+    return run.history
+
+
+class _Fit:
+    """One call of `fit`: its parts, and each epoch with what Ctrl-C saves at each phase."""
+
+    def __init__(self, net, train_loader, test_loader, optimizer, scheduler, folder, history, config, monitor,
+                 print_fn, scheduler_per_step, epoch_options):
+        self.net, self.train_loader, self.test_loader = net, train_loader, test_loader
+        self.optimizer, self.scheduler, self.folder, self.history = optimizer, scheduler, folder, history
+        self.config, self.monitor, self.print_fn = config, monitor, print_fn
+        self.scheduler_per_step, self.epoch_options = scheduler_per_step, epoch_options
+        self.device, self.start_state = device_of(net), None
+
+    def state(self, epochs_done):
+        return training_state(self.net, self.optimizer, self.scheduler, epochs_done, self.history, self.config)
+
+    def epoch(self, epoch):
+        """Train epoch `epoch` (from 0), test, save; returns (examples, seconds of training)."""
+        start = time.perf_counter()
+        if self.device != "cpu":
+            cuda.reset_peak_memory()
+        last_good = self.folder.checkpoint if self.folder and os.path.exists(self.folder.checkpoint) else None
+        try:
+            loss, acc, seen = train_epoch(self.net, self.train_loader, self.optimizer, epoch, self.history,
+                                          **self.epoch_options, checkpoint=last_good)
+        except KeyboardInterrupt as exc:
+            self.interrupted_in_steps(epoch, exc)
+            raise
+        train_time = time.perf_counter() - start
+        record = {"epoch": epoch + 1, "loss": loss, "train_acc": acc, "test_acc": None, "lr": self.optimizer.lr,
+                  "time": None, "examples_per_sec": seen / train_time}
+        self.history["epochs"].append(record)
+        try:
+            self.finish(epoch, record, start)
+        except KeyboardInterrupt:
+            self.interrupted_after_steps(epoch, record)
+            raise
+        return seen, train_time
+
+    def finish(self, epoch, record, start):
+        """The end of epoch `epoch` whose training is done: the test pass, the epoch's line, the scheduler's
+        end-of-epoch step, the run's files."""
+        signal_at("test", epoch + 1)
+        test_acc = evaluate_accuracy(self.net, self.test_loader)
+        if self.scheduler is not None and not self.scheduler_per_step:
+            _advance(self.scheduler, test_acc)
+        record["test_acc"] = test_acc  # set last: a record with a test accuracy had its scheduler step
+        record["time"] = record["time"] or time.perf_counter() - start
+        if self.device != "cpu":
+            record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
+        self.print_fn(_epoch_line(record))
+        if self.folder:
+            signal_at("checkpoint", epoch + 1)
+            self.folder.save_epoch(self.state(epoch + 1), self.monitor)
+
+    def interrupted_in_steps(self, epoch, exc):
+        """Ctrl-C during epoch `epoch`'s steps: interrupted.npz, and a checkpoint of the start if none."""
+        if self.folder is None:
+            return
+        path = self.folder.save_interrupted(self.state(epoch))
+        if self.start_state is not None and not os.path.exists(self.folder.checkpoint):
+            self.folder.save_epoch(self.start_state)
+        done = f"epoch {epoch}" if epoch else "the start of the run (epoch 0)"
+        self.print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: the weights at that "
+                      f"moment are in {path}; {self.folder.checkpoint} holds {done}")
+
+    def interrupted_after_steps(self, epoch, record):
+        """Ctrl-C after epoch `epoch`'s steps: the trained epoch is saved, its test accuracy left to the resume."""
+        if self.folder is None:
+            return
+        self.folder.save_epoch(self.state(epoch + 1), self.monitor)
+        later = " (its test accuracy is computed when the run resumes)" if record["test_acc"] is None else ""
+        self.print_fn(f"interrupted after the training of epoch {epoch + 1}: it is saved in "
+                      f"{self.folder.checkpoint}{later}")
 
 
 def _advance(scheduler, test_acc):
     """The end-of-epoch scheduler step: every scheduler takes the epoch's metric (ReduceLROnPlateau uses it)."""
     scheduler.step(test_acc)
-
-
-def _save_interrupted(run, state, epoch, exc, print_fn):
-    """On Ctrl-C: write interrupted.npz into the run folder, if there is one, and say how to resume."""
-    if run is None:
-        return
-    path = run.save_interrupted(state)
-    print_fn(f"interrupted at epoch {epoch + 1}, step {getattr(exc, 'step', 0)}: weights saved to {path}; "
-             f"resume from the last full epoch with --resume {run.path}")
 
 
 def _print_summary(history, examples, seconds, device, print_fn):

@@ -46,4 +46,5 @@ def main(argv=None):
         print(f"minivgg {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(f"minivgg {args.command}: interrupted", file=sys.stderr)
         return 130

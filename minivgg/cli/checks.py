@@ -6,8 +6,8 @@ import math
 import os
 
 from .. import backend, models
-from ..config import FLAGS, RunConfig
-from .folders import folder_problem, image_folder_problem, run_folder_problem
+from ..config import DATA_FLAGS, FLAGS, RunConfig, resume_conflicts
+from .folders import folder_problem, held_run, image_folder_problem, run_folder_problem, taken_message
 
 
 # ---- one value: type= functions -------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def device_of(args):
 
 def flags_config(args):
     """The RunConfig of `minivgg train`'s flags, unset (None) where not given; --data-dir as an absolute path."""
-    config = RunConfig(**{name: getattr(args, name) for name in FLAGS})
+    config = RunConfig(**{name: getattr(args, name) for name in FLAGS + DATA_FLAGS})
     if args.data_dir:
         config.data_dir = os.path.abspath(args.data_dir)
     return config
@@ -95,7 +95,12 @@ def flags_config(args):
 def check_args(parser, args):
     """The checks that need more than one option or the file system; argparse's usage error on failure."""
     if args.command == "train":
+        args.given = given_flags(args)
+        args.arch = "d2l" if args.arch is None else args.arch
+        args.seed = 0 if args.seed is None else args.seed
         check_transfer(parser, args)
+    elif args.command == "inspect":
+        check_inspect_model(parser, args)
     if getattr(args, "arch", None) is not None:
         check_model(parser, args)
     check_data(parser, args)
@@ -146,15 +151,28 @@ def check_data(parser, args):
                      "split)")
 
 
+def given_flags(args):
+    """The names of the run's settings (RunConfig fields) given on the command line: those not None."""
+    given = [name for name in FLAGS + DATA_FLAGS if getattr(args, name, None) is not None]
+    return given + (["data_dir"] if args.data_dir else [])
+
+
 def check_train(parser, args):
     """--tf32, --resume, --init-from and the run folder."""
     if args.tf32 and device_of(args) == "cpu":
         parser.error("argument --tf32: TF32 is a mode of NVIDIA GPUs (Ampere or newer); the CPU always "
                      "multiplies in full float32. Use it with --device cuda")
+    if args.overwrite and not args.out:
+        parser.error("argument --overwrite: only with --out (the run folder to replace; a resumed run is never "
+                     "replaced)")
+    if args.out and not args.overwrite and os.path.isdir(args.out) and held_run(args.out):
+        parser.error(f"argument --out: {taken_message(args.out)}")
     if args.resume:
-        problem = run_folder_problem(args.resume, f"start a run with minivgg train --out {args.resume}")
+        problem = run_folder_problem(args.resume, f"start it again with minivgg train --out {args.resume} "
+                                                  f"--overwrite")
         if problem:
             parser.error(f"argument --resume: {problem}")
+        check_resume(parser, args)
     if args.init_from:
         if args.resume:
             parser.error("argument --init-from: not allowed with --resume (a resumed run continues from its "
@@ -165,6 +183,63 @@ def check_train(parser, args):
     problem = folder_problem(args.resume or args.out or "runs")
     if problem:
         parser.error(f"argument {'--resume' if args.resume else '--out'}: {problem}")
+
+
+def flag_text(name, value):
+    """How the setting `name` = `value` is written on the command line: --lr 0.1, --no-flip, --scale-jitter 36 44."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag[2:]}"
+    if value is None:
+        return f"no {flag}"
+    if isinstance(value, (list, tuple)):
+        return f"{flag} {' '.join(map(str, value))}"
+    return f"{flag} {value}"
+
+
+def check_resume(parser, args):
+    """A resumed run keeps its settings: a flag that contradicts the run's saved config is refused."""
+    from ..checkpoint import read_config
+    from ..serialization import CheckpointError
+    from ..train import CHECKPOINT
+
+    path = os.path.join(args.resume, CHECKPOINT)
+    try:
+        saved = read_config(path)
+    except (OSError, CheckpointError) as exc:
+        parser.error(f"argument --resume: {exc}")
+    flags = flags_config(args)
+    for name, before, given in resume_conflicts(saved, flags, args.given):
+        if name == "data_dir":
+            parser.error(f"argument --data-dir: the run in {args.resume} was trained on Fashion-MNIST, not on an "
+                         f"image folder; start a new run (--out) to train on {args.data_dir}")
+        parser.error(f"argument --resume: the run was trained with {flag_text(name, before)}; got "
+                     f"{flag_text(name, given)}. A resumed run keeps its settings; start a new run (--out) to "
+                     f"change them")
+
+
+def check_inspect_model(parser, args):
+    """inspect --run uses the run's network: a contradicting --arch, --ratio or --resize is refused; without
+    --run the defaults are d2l, 4 and 32."""
+    given = {name: getattr(args, name) for name in ("arch", "ratio", "resize") if getattr(args, name) is not None}
+    if not args.run:
+        args.arch, args.ratio, args.resize = given.get("arch", "d2l"), given.get("ratio", 4), given.get("resize", 32)
+        return
+    from ..checkpoint import read_config
+    from ..serialization import CheckpointError
+    from ..train import CHECKPOINT
+
+    if run_folder_problem(args.run, ""):
+        return  # check_inspect names it
+    try:
+        saved = read_config(os.path.join(args.run, CHECKPOINT))
+    except (OSError, CheckpointError) as exc:
+        parser.error(f"argument --run: {exc}")
+    for name, before, value in resume_conflicts(saved, RunConfig(**given), list(given)):
+        parser.error(f"argument {flag_text(name, value).split()[0]}: the run in {args.run} was trained with "
+                     f"{flag_text(name, before)}; got {flag_text(name, value)} (inspect --run uses the run's "
+                     f"network: leave it out)")
+    args.arch, args.ratio = saved.get("arch", "d2l"), saved.get("ratio", 4)
 
 
 def check_evaluate(parser, args):

@@ -11,11 +11,12 @@ from .folders import folder_data
 
 
 def cmd_evaluate(args):
-    from .. import evaluation, load, train
+    from .. import evaluation, train
+    from ..checkpoint import load_checkpoint
     from ..plotting import plot_confusion
 
     device = backend.canonical_device(args.device)
-    state = load(os.path.join(args.run_dir, train.CHECKPOINT), device=device)
+    state = load_checkpoint(os.path.join(args.run_dir, train.CHECKPOINT), device=device)
     config = RunConfig.from_dict(state["config"])
     net = build_model(config, device)
     net.load_state_dict(state["model"])
@@ -56,6 +57,9 @@ def test_data(config, args, device):
         return test, data.text_labels, "images"
     if not config.data_dir:
         raise ValueError(f"--data-dir: the run in {args.run_dir} was trained on Fashion-MNIST, not on a folder")
+    if args.data:
+        raise ValueError(f"--data: the run in {args.run_dir} was trained on the image folder {config.data_dir}, "
+                         f"not on Fashion-MNIST: give a moved copy of that folder with --data-dir")
     if args.data_dir:
         config = dataclasses.replace(config, data_dir=os.path.abspath(args.data_dir))
     test = folder_data(config, device)[1]  # the held-out part of the run's split

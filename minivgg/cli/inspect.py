@@ -11,12 +11,13 @@ from .folders import folder_data
 def cmd_inspect(args):
     """A run's network (its own data: Fashion-MNIST's test images or its folder's held-out ones, with its
     crop and normalization), or a fresh one of --arch: one batch's layer table and the graph of its loss."""
-    from .. import data, load, manual_seed, train
+    from .. import data, manual_seed, train
+    from ..checkpoint import load_checkpoint
     from ..inspection import draw_graph, layer_table
 
     config = RunConfig(arch=args.arch, ratio=args.ratio, resize=args.resize, init="xavier")
     if args.run:
-        state = load(os.path.join(args.run, train.CHECKPOINT), device=args.device)
+        state = load_checkpoint(os.path.join(args.run, train.CHECKPOINT), device=args.device)
         config = dataclasses.replace(RunConfig.from_dict(state["config"]), batch_size=args.batch_size)
     manual_seed(0)
     net = build_model(config, args.device)

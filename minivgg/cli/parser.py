@@ -39,6 +39,8 @@ def add_train(sub):
     add_augment_args(train)
     add_run_args(train)
     add_data_args(train)
+    # None: not given, so a resumed run can tell a flag from a default (check_args fills d2l and 0)
+    train.set_defaults(arch=None, seed=None)
     return train
 
 
@@ -99,8 +101,13 @@ def add_run_args(train):
                             "off by default (sets CUPY_TF32=1 for this run)")
     train.add_argument("--seed", type=checks.integer(0), default=0)
     folder = train.add_mutually_exclusive_group()
-    folder.add_argument("--out", help="run folder (default runs/<date-time>)")
-    folder.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last epoch")
+    folder.add_argument("--out", help="run folder (default runs/<date-time>); one that holds a run is refused "
+                                      "unless --overwrite")
+    folder.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last epoch, with its own settings (only "
+                             "--epochs may differ, to train further)")
+    train.add_argument("--overwrite", action="store_true",
+                       help="with --out: replace the run that folder holds (refused without it)")
     train.add_argument("--init-from", metavar="RUN_DIR",
                        help="warm start, as the paper's deeper nets from net A: copy the first four convolutions "
                             "and the dense layers of the run in RUN_DIR where place and shape match")
@@ -174,6 +181,8 @@ def add_inspect(sub):
     inspect = sub.add_parser("inspect", help="one batch: per-layer activation and gradient table, and the graph")
     add_model_args(inspect)
     inspect.add_argument("--resize", type=checks.POSITIVE_INT, default=32)
+    # None: not given, so --run can tell a flag from a default (check_args fills d2l, 4 and 32)
+    inspect.set_defaults(arch=None, ratio=None, resize=None)
     inspect.add_argument("--batch-size", type=checks.POSITIVE_INT, default=16)
     inspect.add_argument("--run", metavar="RUN_DIR", help="load the weights of this run")
     inspect.add_argument("--out", default=None, help="where to write the graph (default: the run folder or .)")

@@ -1,15 +1,15 @@
-"""`minivgg train`: build everything (network, data, optimizer, the resumed state) first, then print the banner
-and train. A start that fails prints no banner, and the run folder appears with the first file written into
-it."""
+"""`minivgg train`: build everything (network, data, optimizer, the resumed state) first, then hold the run
+folder (RunClaim: a lock, so no second run writes into it), print the banner and train. A start that fails
+prints no banner and leaves no run folder behind."""
 import os
+import shlex
 import sys
-import time
 
 from .. import backend, models, tiers
 from ..config import RunConfig, resume_config
 from ..recipe import IMAGENET_MEAN, IMAGENET_STD, augment_loaders, build_model, build_optimizer, describe_augment
 from .checks import flags_config
-from .folders import folder_data
+from .folders import claim_run_folder, folder_data
 
 
 def cmd_train(args):
@@ -33,11 +33,29 @@ def cmd_train(args):
     start, history = 0, None
     if args.resume:
         start, history = train.restore(args.resume, net, optimizer, scheduler, device=device)
-    if config.epochs - start <= 0:
+    if config.epochs - start <= 0 and not pending_test(history):
         print(f"nothing to do: the run already has {start} of {config.epochs} epochs (raise --epochs)")
         return 0
-    print(banner(config, args, device, folder, train_loader, test_loader, out), flush=True)
-    print_notes(config, args, net, tuned=tuned, start=start, frozen=frozen, copied=copied)
+    claim = claim_run_folder(args, out)
+    try:
+        print(banner(config, args, device, folder, train_loader, test_loader, claim.path), flush=True)
+        print_notes(config, args, net, tuned=tuned, start=start, frozen=frozen, copied=copied)
+        return run_training(args, config, claim.path, (net, train_loader, test_loader, optimizer, scheduler),
+                            start, history)
+    finally:
+        claim.release()
+
+
+def pending_test(history):
+    """Whether the run was stopped during the test pass of its last epoch (fit finishes it first)."""
+    return bool(history and history["epochs"] and history["epochs"][-1].get("test_acc") is None)
+
+
+def run_training(args, config, out, parts, start, history):
+    """fit, and what a stop says: a diverged loss (exit 1), or Ctrl-C (exit 130) with the command that resumes."""
+    from .. import train
+
+    net, train_loader, test_loader, optimizer, scheduler = parts
     monitor = None
     if args.watch_grads:
         from ..inspection import GradientMonitor
@@ -52,20 +70,25 @@ def cmd_train(args):
         print(f"minivgg train: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        if os.path.exists(os.path.join(out, train.CHECKPOINT)):
+            print(f"interrupted: resume with: minivgg train --resume {shlex.quote(out)}", file=sys.stderr)
+        else:
+            print("minivgg train: interrupted before anything was saved", file=sys.stderr)
         return 130
     print(f"run folder {out}: checkpoint.npz, history.json, training.png")
     return 0
 
 
 def run_config(args, device):
-    """(the run's RunConfig with every default filled, its folder). A resumed run continues with its saved
-    config (config.resume_config says which flags still count); a new one with the flags and what
-    --data-dir, --binary, --freeze-features and --torchvision-weights add."""
-    from .. import load, train
+    """(the run's RunConfig with every default filled, its folder or None for a new runs/<date-time>). A
+    resumed run continues with its saved config (check_resume refused the flags that contradict it); a new one
+    with the flags and what --data-dir, --binary, --freeze-features and --torchvision-weights add."""
+    from .. import train
+    from ..checkpoint import read_config
 
     flags = flags_config(args)
     if args.resume:
-        saved = load(os.path.join(args.resume, train.CHECKPOINT))["config"]
+        saved = read_config(os.path.join(args.resume, train.CHECKPOINT))
         return resume_config(saved, flags).fill_defaults(device).validate(), args.resume
     config = flags
     if args.data_dir:
@@ -76,8 +99,7 @@ def run_config(args, device):
         config.pixel_mean, config.pixel_std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         if config.subtract_mean is None:
             config.subtract_mean = True
-    out = args.out or os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-    return config.fill_defaults(device).validate(), out
+    return config.fill_defaults(device).validate(), args.out
 
 
 def load_data(config, args, device):
@@ -88,10 +110,10 @@ def load_data(config, args, device):
     if not config.data_dir:
         train_loader, test_loader = data.load_data_fashion_mnist(
             config.batch_size, resize=config.resize, device=device, root=args.data, seed=config.seed,
-            train_limit=args.train_limit, limit_batches=args.limit_batches)
+            train_limit=config.train_limit, limit_batches=config.limit_batches)
         augment_loaders(config, train_loader, test_loader)
         return train_loader, test_loader, None
-    train_loader, test_loader, folder = folder_data(config, device, args.train_limit, args.limit_batches)
+    train_loader, test_loader, folder = folder_data(config, device)
     config.classes, config.in_channels = folder.classes, int(folder.images.shape[1])
     config.num_classes = len(folder.classes)
     if config.binary:
@@ -106,7 +128,8 @@ def load_data(config, args, device):
 def build_network(config, args, device):
     """(network, names of its frozen layers, names of the layers copied by --init-from or None): the run's
     network, started from torchvision's weights or warm-started from another run if asked."""
-    from .. import load, train
+    from .. import train
+    from ..checkpoint import load_checkpoint
 
     net = build_model(config, device)
     if args.torchvision_weights:
@@ -114,7 +137,7 @@ def build_network(config, args, device):
     frozen = models.freeze_features(net) if config.freeze_features else []
     copied = None
     if args.init_from:
-        source_state = load(os.path.join(args.init_from, train.CHECKPOINT), device=device)
+        source_state = load_checkpoint(os.path.join(args.init_from, train.CHECKPOINT), device=device)
         rng = backend.generator_state()  # building the source draws numbers: keep the run's own stream
         source = build_model(source_state["config"], device).load_state_dict(source_state["model"])
         backend.set_generator_state(rng)
