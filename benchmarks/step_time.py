@@ -5,18 +5,26 @@ in the same run, and print each variant's time, its ratio to PyTorch and its pea
     python benchmarks/step_time.py --sizes 32 --repeats 5
     python benchmarks/step_time.py --sizes 32 --variants fast --rounds 5    # five turns each: the ratio's spread
     python benchmarks/step_time.py --baseline /tmp/old     # also time the minivgg checked out in /tmp/old
+    python benchmarks/step_time.py --checkout /tmp/old --variants fast-plain fast-timeout  # time only /tmp/old
     python benchmarks/step_time.py --device cuda --sizes 224 --batch 32
 
-Variants, each in its own subprocess (so peak memory, the max RSS above the footprint after set-up, is
-measured separately):
-  fast        the fast kernels as `minivgg train` runs them: OpenBLAS's settings (cpu.blas_settings) set
-              before NumPy loads, and minivgg.cpu.tune()
-  fast-tuned  the fast kernels in a user's script that imports NumPy first, then calls
-              minivgg.cpu.restart_with_blas_settings() and minivgg.cpu.tune() (the README's advice)
-  fast-plain  the fast kernels in a user's script that imports NumPy first and calls nothing
-  reference   the reference kernels of functional.py (what a learner reads)
-  baseline    (with --baseline) the default kernels of another minivgg checkout, OpenBLAS set as for `fast`
-Every variant starts without OPENBLAS_* variables of its own (from this shell) beyond these.
+Variants, each in its own process (so peak memory, the max RSS above the footprint after set-up, is
+measured separately), started without OPENBLAS_* or MALLOC_* variables of their own (from this shell)
+beyond those listed:
+  fast            the fast kernels as `minivgg train` runs them (it calls minivgg.cpu.tune())
+  fast-plain      the fast kernels in a user's script that imports NumPy, then minivgg, and calls nothing
+  fast-notebook   the same lines typed at an interactive prompt (`python -i`, fed through its stdin), as in
+                  a notebook: no restart is possible there
+  fast-timeout    fast-plain started with OPENBLAS_THREAD_TIMEOUT=10 (OpenBLAS's idle threads stop
+                  spinning soon after a product)
+  fast-zen        fast-plain started with OPENBLAS_CORETYPE=Zen (OpenBLAS's Zen kernels instead of its
+                  own choice)
+  fast-allocator  fast-plain started with MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=1073741824 (glibc
+                  keeps freed large blocks for reuse)
+  fast-all        fast-plain started with all three: the settings `minivgg train` used to restart with
+  reference       the reference kernels of functional.py (what a learner reads)
+  baseline        (with --baseline) the default kernels of another minivgg checkout, started as
+                  --baseline-as says (default fast-all)
 On the CPU each time is also given as a multiple of the step's arithmetic limit: its floating-point
 operations (`step_flops`) at the machine's float32 matrix-product rate, the faster of NumPy's and
 PyTorch's measured in the same run. Shared machines are noisy: read the ratios, not the ms.
@@ -29,24 +37,29 @@ import subprocess
 import sys
 import time
 
+TIMEOUT = {"OPENBLAS_THREAD_TIMEOUT": "10"}
+ZEN = {"OPENBLAS_CORETYPE": "Zen"}
+KEEP_FREED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 VARIANTS = {
-    # name: (framework, kernels, OpenBLAS started as `minivgg train` starts it, what the script calls)
-    "fast": ("minivgg", "fast", True, ("tune",)),
-    "fast-tuned": ("minivgg", "fast", False, ("restart_with_blas_settings", "tune")),
-    "fast-plain": ("minivgg", "fast", False, ()),
-    "reference": ("minivgg", "reference", False, ()),
-    "baseline": ("minivgg", None, True, ()),
-    "torch": ("torch", None, False, ()),
+    # name: (framework, kernels, variables it starts with, minivgg.cpu functions the script calls)
+    "fast": ("minivgg", "fast", {}, ("tune",)),
+    "fast-plain": ("minivgg", "fast", {}, ()),
+    "fast-notebook": ("minivgg", "fast", {}, ()),
+    "fast-timeout": ("minivgg", "fast", TIMEOUT, ()),
+    "fast-zen": ("minivgg", "fast", ZEN, ()),
+    "fast-allocator": ("minivgg", "fast", KEEP_FREED, ()),
+    "fast-all": ("minivgg", "fast", dict(TIMEOUT, **ZEN, **KEEP_FREED), ()),
+    "reference": ("minivgg", "reference", {}, ()),
+    "baseline": ("minivgg", None, {}, ()),
+    "torch": ("torch", None, {}, ()),
 }
+INTERACTIVE = {"fast-notebook"}
 
 
-def variant_environment(blas_as_cli):
-    """This process's environment without OPENBLAS_* variables, plus the settings `minivgg train`
-    starts OpenBLAS with (`blas_as_cli`)."""
-    from minivgg import cpu
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
-    return dict(env, **cpu.blas_settings(environ={})) if blas_as_cli else env
+def variant_environment(variables):
+    """This process's environment without OPENBLAS_* and MALLOC_* variables, plus `variables`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENBLAS_", "MALLOC_"))}
+    return dict(env, **variables)
 
 
 def _rss_mb():
@@ -110,31 +123,46 @@ def child(args):
     step = build(framework, args.size, args.batch, kernels, calls, args.device)
     before = _rss_mb()  # after set-up: the step's own memory
     times = timed(step, args.repeats, args.warmup)
-    print(json.dumps({"median_s": sorted(times)[len(times) // 2], "min_s": min(times), "peak_mb": _rss_mb() - before}))
+    print(json.dumps({"median_s": sorted(times)[len(times) // 2], "min_s": min(times), "peak_mb": _rss_mb() - before,
+                      "interactive": hasattr(sys, "ps1")}), flush=True)
 
 
 def measure(variant, size, args):
-    env = dict(variant_environment(VARIANTS[variant][2]), PYTHONWARNINGS="ignore")
-    if variant == "baseline":
-        env["PYTHONPATH"] = args.baseline
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", variant, "--size", str(size), "--batch",
-           str(args.batch), "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--device", args.device]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=args.baseline or None)
-    if out.returncode != 0:
+    env = dict(variant_environment(VARIANTS[args.baseline_as if variant == "baseline" else variant][2]),
+               PYTHONWARNINGS="ignore")
+    checkout = args.baseline if variant == "baseline" else args.checkout if variant != "torch" else None
+    if checkout:
+        env["PYTHONPATH"] = checkout
+    options = dict(child=variant, size=size, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                   device=args.device)
+    if variant in INTERACTIVE:  # the lines a learner would type, then the timing
+        typed = (f"import sys, argparse\nsys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+                 "import numpy as np\nimport minivgg as mv\nimport step_time\n"
+                 f"step_time.child(argparse.Namespace(**{options!r}))\n")
+        cmd, stdin = [sys.executable, "-i", "-q"], typed
+    else:
+        cmd = [sys.executable, os.path.abspath(__file__)] + [f"--{k}={v}" for k, v in options.items()]
+        stdin = None
+    out = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, cwd=checkout or None)
+    results = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not results:
         return None, (out.stderr.strip().splitlines() or ["failed"])[-1]
-    return json.loads(out.stdout.strip().splitlines()[-1]), None
+    result = json.loads(results[-1])
+    if result["interactive"] != (variant in INTERACTIVE):
+        return None, "ran interactively" if result["interactive"] else "did not run at an interactive prompt"
+    return result, None
 
 
 def gemm_rate(framework, n=4096, repeats=3):
     """This machine's float32 matrix-product rate in GFLOP/s (best of `repeats` n x n products, all cores)
-    through NumPy's BLAS or PyTorch's, in a child process with OpenBLAS started as for the `fast` variant."""
+    through NumPy's BLAS or PyTorch's, in a child process started without OpenBLAS settings."""
     code = (f"import time, numpy as np{', torch' if framework == 'torch' else ''}\n"
             f"a = np.random.default_rng(0).random(({n}, {n}), dtype=np.float32)\n"
             + ("a = torch.from_numpy(a)\n" if framework == "torch" else "")
             + f"best = 1e9\nfor _ in range({repeats + 1}):\n"
               f"    t = time.perf_counter(); a @ a; best = min(best, time.perf_counter() - t)\n"
               f"print(2 * {n} ** 3 / best / 1e9)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=variant_environment(True))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=variant_environment({}))
     return float(out.stdout.strip()) if out.returncode == 0 else None
 
 
@@ -159,15 +187,20 @@ def main():
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every variant this many times, taking turns; ms and ratio are medians over rounds")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (the GPU runs the reference kernels)")
-    parser.add_argument("--variants", nargs="+", default=["fast", "fast-tuned", "fast-plain", "reference"],
+    parser.add_argument("--variants", nargs="+", default=["fast", "fast-plain", "fast-notebook", "reference"],
                         choices=[v for v in VARIANTS if v not in ("torch", "baseline")])
     parser.add_argument("--baseline", metavar="DIR", help="a checkout of minivgg to time as well")
+    parser.add_argument("--baseline-as", default="fast-all", choices=[v for v in VARIANTS if VARIANTS[v][2]],
+                        help="the variant whose environment the baseline starts with")
+    parser.add_argument("--checkout", metavar="DIR", help="time the minivgg checked out in DIR instead of this one")
     parser.add_argument("--child", choices=list(VARIANTS))
     parser.add_argument("--size", type=int)
     args = parser.parse_args()
     if args.child:
         return child(args)
     variants = ["torch"] + args.variants + (["baseline"] if args.baseline else [])
+    if args.checkout:
+        print(f"minivgg from {args.checkout}")
     print(f"one SGD step (momentum 0.9), VGG-11/4 of D2L, batch {args.batch}, {os.cpu_count()} cores, "
           f"device {args.device}, median of {args.repeats}; ratio = time / PyTorch's time in this run"
           + (f" (in the same round; medians over {args.rounds} rounds; peak MB: the largest)" if args.rounds > 1 else ""))
@@ -178,19 +211,19 @@ def main():
         print("float32 4096x4096 product: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items() if v)
               + "; the arithmetic limit of a step = its FLOPs at the faster rate")
     spread = args.rounds > 1
-    print(f"{'size':>5} {'variant':<11} {'ms':>8} {'ratio':>6} {'peak MB':>8} {'x limit':>8}"
+    print(f"{'size':>5} {'variant':<14} {'ms':>8} {'ratio':>6} {'peak MB':>8} {'x limit':>8}"
           + (f"  ratio in each of {args.rounds} rounds" if spread else ""))
     for size in args.sizes:
         limit_s = step_flops(size, args.batch) / (rate * 1e9) if rate else None
         if limit_s:
-            print(f"{size:>5} {'limit':<11} {limit_s * 1e3:>8.1f} {'':>6} {'':>8} {1:>8.2f}  "
+            print(f"{size:>5} {'limit':<14} {limit_s * 1e3:>8.1f} {'':>6} {'':>8} {1:>8.2f}  "
                   f"({step_flops(size, args.batch) / 1e9:.1f} GFLOP)")
         results = {variant: [] for variant in variants}  # variant -> one result per round
         for _ in range(args.rounds):  # PyTorch and minivgg take turns, so each round shares its minutes' noise
             for variant in variants:
                 result, err = measure(variant, size, args)
                 if result is None:
-                    print(f"{size:>5} {variant:<11} failed: {err}")
+                    print(f"{size:>5} {variant:<14} failed: {err}")
                     continue
                 results[variant].append(result)
         torch_rounds = results["torch"]
@@ -202,7 +235,7 @@ def main():
             ratio = f"{_median(ratios):>6.2f}" if ratios else f"{'-':>6}"
             multiple = f"{ms / limit_s:>8.2f}" if limit_s else f"{'-':>8}"
             each = "  " + " ".join(f"{r:.2f}" for r in ratios) if spread and variant != "torch" else ""
-            print(f"{size:>5} {variant:<11} {ms * 1e3:>8.1f} {ratio} {max(r['peak_mb'] for r in rounds):>8.0f} "
+            print(f"{size:>5} {variant:<14} {ms * 1e3:>8.1f} {ratio} {max(r['peak_mb'] for r in rounds):>8.0f} "
                   f"{multiple}{each}", flush=True)
 
 
