@@ -214,8 +214,8 @@ SIGNAL_AT = "MINIVGG_TEST_SIGNAL_AT"
 
 
 def signal_at(phase, epoch):
-    """For tests of Ctrl-C: send this process SIGINT when `phase` ('step', 'test' or 'checkpoint') of epoch
-    `epoch` (from 1) begins, if $MINIVGG_TEST_SIGNAL_AT names it: 'test', or 'test@2' for epoch 2 only."""
+    """For tests of Ctrl-C: send this process SIGINT when `phase` ('step', 'test' or 'checkpoint' of `fit`;
+    'evaluate' of `minivgg evaluate`) of epoch `epoch` (from 1) begins, if $MINIVGG_TEST_SIGNAL_AT names it: 'test', or 'test@2' for epoch 2 only."""
     wanted = os.environ.get(SIGNAL_AT)
     if not wanted:
         return
