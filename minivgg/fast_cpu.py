@@ -70,11 +70,11 @@ def scratch(role, shape, dtype):
     the same role in this thread: callers use one only within an op, never return it, and give two arrays
     alive at the same time different roles."""
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    buffer = _buffers.by_role.get(role)
-    if buffer is None or buffer.size < nbytes:
-        buffer = _buffers.by_role.pop(role, None)  # the smaller one is freed before the larger is made
-        buffer = _buffers.by_role[role] = np.empty(nbytes, dtype=np.uint8)
-    return buffer[:nbytes].view(dtype).reshape(shape)
+    kept = _buffers.by_role
+    if role not in kept or kept[role].size < nbytes:
+        kept.pop(role, None)  # the smaller one is freed before the larger is made
+        kept[role] = np.empty(nbytes, dtype=np.uint8)
+    return kept[role][:nbytes].view(dtype).reshape(shape)
 
 
 def release_buffers():
