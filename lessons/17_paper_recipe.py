@@ -1,7 +1,8 @@
 """Lesson 17: the paper's training recipe (section 3.1): weight decay 5e-4, dropout 0.5, the rate divided by 10
 when the validation accuracy stops improving, random crops of rescaled images (scale jittering), flips, an
 intensity shift and the mean subtracted. The package's `--recipe paper` (minivgg.recipe, minivgg.augment):
-what it does to the images, and a short run on a small Fashion-MNIST subset with it and without it."""
+what it does to the images, and short runs on a small Fashion-MNIST subset with it and without it, the rate's
+schedule watching a validation split held out from the training images and the test set scored once, at the end."""
 # %%
 import os
 import time
@@ -13,36 +14,43 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import minivgg as mv  # noqa: E402
-from minivgg import data, models, nn, recipe, train  # noqa: E402
+from minivgg import data, models, nn, optim, recipe, train  # noqa: E402
 from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section  # noqa: E402
 
 mv.cpu.tune()  # freed buffers are kept for reuse: steadier step times
 # Quick mode narrows the two 4096-wide dense layers to 256: a step then costs a fraction, the blocks are D2L's.
 ratio, width, n_train, epochs, batch = (8, 256, 500, 8, 25) if QUICK else (4, 4096, 1500, 10, 50)
-n_test, n_seen = (500, 500) if QUICK else (2000, 1000)  # test images; training images scored after each epoch
+n_val, n_test, n_seen = (250, 500, 500) if QUICK else (500, 2000, 1000)  # validation, test, training scored
+seeds = (0, 1) if QUICK else (0, 1, 2)
 train_x, train_y = data.load_fashion_mnist("train")
 test_x, test_y = data.load_fashion_mnist("test")
+# The validation split is held out from the training images: the schedule watches it, the test set waits.
+val_x, val_y = train_x[n_train:n_train + n_val], train_y[n_train:n_train + n_val]
 train_x, train_y = train_x[:n_train], train_y[:n_train]
-# The paper's SGD at lr 0.01 with Xavier's init stays at chance for longer than these runs last: both runs
-# take Adam at lr 1e-3 and He's init instead (explicit settings win over the preset, as flags do).
+# The paper's procedure (SGD at lr 0.01 from N(0, 10^-2), then the warm start of lesson 18) does not fit in runs
+# this short: both runs take Adam at lr 1e-3 and He's init instead (explicit settings win over the preset).
 OPTIMIZER = dict(optimizer="adam", lr=1e-3, init="kaiming", output_std=0.01, warmup_epochs=0.0,
-                 clip_grad_norm=0.0, batch_size=batch, arch="d2l", ratio=ratio, seed=0, epochs=epochs)
+                 clip_grad_norm=0.0, batch_size=batch, arch="d2l", ratio=ratio, epochs=epochs)
 
 
-def make_config(with_recipe):
+def make_config(with_recipe, seed=0):
     """A run's config as `minivgg train` fills it: the paper's preset, or none (no decay, no schedule)."""
-    config = dict(OPTIMIZER, recipe="paper") if with_recipe else dict(OPTIMIZER, weight_decay=0.0, scheduler="none")
+    config = dict(OPTIMIZER, seed=seed, recipe="paper") if with_recipe else \
+        dict(OPTIMIZER, seed=seed, weight_decay=0.0, scheduler="none")
     return recipe.fill_defaults(config, "cpu")
 
 
 def make_loaders(config):
-    """(training loader, test loader, loader of the first n_seen training images as the test set sees
-    images), with the augmentation `config` asks for."""
-    loaders = (data.DataLoader((train_x, train_y), batch, shuffle=True, resize=config["resize"], seed=config["seed"]),
-               data.DataLoader((test_x[:n_test], test_y[:n_test]), 500, resize=config["resize"]),
-               data.DataLoader((train_x[:n_seen], train_y[:n_seen]), 500, resize=config["resize"]))
+    """(training, validation, test, the first n_seen training images as the test set sees images) loaders,
+    with the augmentation `config` asks for."""
+    resize, seed = config["resize"], config["seed"]
+    loaders = (data.DataLoader((train_x, train_y), batch, shuffle=True, resize=resize, seed=seed),
+               data.DataLoader((val_x, val_y), 500, resize=resize),
+               data.DataLoader((test_x[:n_test], test_y[:n_test]), 500, resize=resize),
+               data.DataLoader((train_x[:n_seen], train_y[:n_seen]), 500, resize=resize))
     recipe.augment_loaders(config, *loaders[:2])
-    recipe.augment_loaders(config, test_loader=loaders[2])  # the training pixels' statistics are in config now
+    for loader in loaders[2:]:  # the training pixels' statistics are in config now
+        recipe.augment_loaders(config, test_loader=loader)
     return loaders
 
 
@@ -67,11 +75,21 @@ section("The two configurations, as `minivgg train` fills them")
 for key in ("weight_decay", "scheduler", "crop", "scale_jitter", "resize", "flip", "intensity_shift", "subtract_mean"):
     print(f"  {key:<16} {str(configs['plain'][key]):<8} {configs['paper recipe'][key]}")
 print(f"  {'dropout':<16} {str(dropout['plain']):<8} {dropout['paper recipe']}")
-claim(configs["paper recipe"]["weight_decay"] == 5e-4 and configs["paper recipe"]["scheduler"] == "plateau"
-      and configs["paper recipe"]["scale_jitter"] == [36, 44] and configs["paper recipe"]["crop"] == 32
+built = {name: recipe.build_optimizer(nets[name], config, 1) for name, config in configs.items()}
+opt, plateau = built["paper recipe"]
+augment = make_loaders(configs["paper recipe"])[0].augment
+print(f"  built from the recipe: {type(opt).__name__} with weight_decay {opt.param_groups[0]['weight_decay']}, "
+      f"{type(plateau).__name__}(factor {plateau.factor}, patience {plateau.patience}), {augment}")
+claim(opt.param_groups[0]["weight_decay"] == 5e-4 and isinstance(plateau, optim.ReduceLROnPlateau)
+      and plateau.factor == 0.1 and augment.crop == 32 and augment.jitter == (36, 44)
+      and built["plain"][1] is None and built["plain"][0].param_groups[0]["weight_decay"] == 0
       and dropout == {"plain": [0.0], "paper recipe": [0.5]},
-      "the preset sets weight decay 5e-4, the plateau schedule, and 32x32 crops of images rescaled to a scale "
-      "drawn from [36, 44] (the CPU's version of the paper's 224 from [256, 512]); the network's dropout is 0.5")
+      "what the package builds from the preset: an optimizer with weight decay 5e-4, a schedule that divides "
+      "the rate by 10, a training loader cropping 32x32 from images rescaled to a scale drawn from [36, 44], "
+      "a network with dropout 0.5; the plain run builds none of these")
+print("  The paper draws the training scale S for each image from [256, 512] (2x from smallest to largest) and")
+print("  crops 224; minivgg draws one S for each whole batch from [36, 44] (1.22x) and crops 32, so a garment of")
+print("  28 pixels stays mostly inside the crop.")
 
 # %%
 section("What the augmentation does to the images")
@@ -100,11 +118,14 @@ recipe.augment_loaders(configs["paper recipe"], probe)
 views = np.stack([first_batch(probe, e) for e in range(6)])  # (epoch, image, 1, 32, 32): the same four images
 claim(all(not np.array_equal(views[e, i], views[0, i]) for e in range(1, 6) for i in range(4)), "and each epoch "
       "shows every image anew: the same four images differ from their epoch-0 views in every later epoch")
-test_loader = loaders["paper recipe"][1]
+test_loader = loaders["paper recipe"][2]
 test_batch = next(iter(test_loader))[0].numpy()
-claim(test_batch.shape[-2:] == (32, 32) and np.array_equal(test_batch, next(iter(test_loader))[0].numpy()),
-      "the test images are rescaled to Q = 40 and centre-cropped to 32x32: nothing random, the same every time")
-test_view = next(iter(loaders["paper recipe"][2]))[0].numpy()[:4]  # the four training images, as the test set is seen
+by_hand = next(iter(data.DataLoader((test_x[:n_test], test_y[:n_test]), 500, resize=40)))[0].numpy()
+by_hand = by_hand[..., 4:36, 4:36] - np.reshape(configs["paper recipe"]["pixel_mean"], (1, -1, 1, 1))
+claim(np.allclose(test_batch, by_hand, atol=1e-5) and np.array_equal(test_batch, next(iter(test_loader))[0].numpy()),
+      "the test images are rescaled to Q = 40 and centre-cropped to 32x32, the mean subtracted (equal to doing "
+      "it by hand, within 1e-5): nothing random, the same every time")
+test_view = next(iter(loaders["paper recipe"][3]))[0].numpy()[:4]  # the four training images, as the test set is seen
 
 plt = pyplot()
 fig, axes = plt.subplots(4, 8, figsize=(11, 6))
@@ -119,84 +140,132 @@ for row in range(4):
         if row == 0:
             ax.set_title(title, fontsize=9)
 fig.suptitle("The same four images as the recipe's training loader hands them on, epoch after epoch\n(32x32 crops "
-             "of the image rescaled to 36..44, flips, intensity shift, mean subtracted; the views share "
-             "one grey scale)")
+             "of the image rescaled to a scale in 36..44 drawn per batch, flips, intensity shift, mean "
+             "subtracted; the views share one grey scale)")
 save_figure(fig, "17_augmentation.png", dpi=80)
 
 # %%
-section(f"A short run with and without: {n_train} training images, {epochs} epochs, batch {batch}, Adam lr 1e-3")
-records = {}
-for name, config in configs.items():
-    net = nets[name]
-    train_loader, test_loader, seen_loader = loaders[name]
-    optimizer, scheduler = recipe.build_optimizer(net, config, len(train_loader))
-    history, seen_acc, start = None, [], time.perf_counter()
-    for epoch in range(epochs):  # one epoch at a time, to score the training images after each
-        history = train.fit(net, train_loader, test_loader, optimizer, 1, scheduler=scheduler, start_epoch=epoch,
-                            history=history, progress=False, print_fn=lambda *a: None)
-        seen_acc.append(train.evaluate_accuracy(net, seen_loader))
-    test_acc = [e["test_acc"] for e in history["epochs"]]
-    records[name] = dict(seen=np.array(seen_acc), test=np.array(test_acc), lr=[e["lr"] for e in history["epochs"]])
-    print(f"  {name:<12}: training images {seen_acc[-1]:.3f}, test images {test_acc[-1]:.3f}, gap "
-          f"{seen_acc[-1] - test_acc[-1]:+.3f} ({time.perf_counter() - start:.0f} s)")
-    print(f"  {'':<12}  rate per epoch: {' '.join(f'{lr:g}' for lr in records[name]['lr'])}")
+section(f"Short runs with and without: {n_train} training images, {epochs} epochs, batch {batch}, Adam lr 1e-3, "
+        f"seeds {', '.join(map(str, seeds))}")
+runs = {name: [] for name in configs}  # one record per seed
+for seed in seeds:
+    for name in configs:
+        config = make_config(name == "paper recipe", seed)
+        net = make_net(name, config)
+        train_loader, val_loader, test_loader, seen_loader = make_loaders(config)
+        opt, scheduler = recipe.build_optimizer(net, config, len(train_loader))
+        history, seen_acc, start = None, [], time.perf_counter()
+        for epoch in range(epochs):  # one epoch at a time, to score the training images after each
+            # fit's "test" loader is the validation split here: the plateau rule steps on its accuracy
+            history = train.fit(net, train_loader, val_loader, opt, 1, scheduler=scheduler, start_epoch=epoch,
+                                history=history, progress=False, print_fn=lambda *a: None)
+            seen_acc.append(train.evaluate_accuracy(net, seen_loader))
+        r = dict(seen=np.array(seen_acc), val=np.array([e["test_acc"] for e in history["epochs"]]),
+                 lr=[e["lr"] for e in history["epochs"]], test=train.evaluate_accuracy(net, test_loader),
+                 val_again=train.evaluate_accuracy(net, val_loader))
+        runs[name].append(r)
+        print(f"  seed {seed}, {name:<12}: training images {r['seen'][-1]:.3f}, validation {r['val'][-1]:.3f}, "
+              f"test (once, at the end) {r['test']:.3f}, gap training - test {r['seen'][-1] - r['test']:+.3f}; "
+              f"{time.perf_counter() - start:.0f} s on this machine")
 
-gap = {name: r["seen"][-1] - r["test"][-1] for name, r in records.items()}
-claim(gap["paper recipe"] < gap["plain"], f"the recipe shrinks the gap between training and test accuracy "
-      f"({gap['plain']:+.3f} without, {gap['paper recipe']:+.3f} with)")
-plain, paper = records["plain"], records["paper recipe"]
-closest = int(np.argmin(np.abs(plain["test"] - paper["test"][-1])))
-plain_gap_then = plain["seen"][closest] - plain["test"][closest]
-verdict = ("so even at equal test accuracy the plain run had the larger gap" if plain_gap_then > gap["paper recipe"]
-           else "so part of the recipe's smaller gap is only its slower learning")
-print(f"  at equal test accuracy: the plain run's test accuracy was closest to the recipe's final "
-      f"{paper['test'][-1]:.3f} after epoch {closest + 1} ({plain['test'][closest]:.3f}), with gap {plain_gap_then:+.3f}: "
-      f"{verdict}")
-section("The plateau rule: the rate divided by 10 when the test accuracy stops improving")
-replayed = {}
-for name, r in records.items():  # each run's test accuracies, fed to a fresh copy of the recipe's schedule
-    optimizer, plateau = recipe.build_optimizer(nets[name], configs["paper recipe"], 1)
-    replayed[name] = []
-    for accuracy in r["test"]:
-        replayed[name].append(optimizer.lr)  # the rate an epoch runs with, then its accuracy is reported
+gaps = {name: np.array([r["seen"][-1] - r["test"] for r in rs]) for name, rs in runs.items()}
+tests = {name: np.array([r["test"] for r in rs]) for name, rs in runs.items()}
+se = np.sqrt(0.25 / n_test)  # the standard error of an accuracy on n_test images, at most
+se_gap = np.hypot(se, np.sqrt(0.25 / n_seen))  # of a gap: two accuracies
+print(f"  mean over {len(seeds)} seeds: test accuracy plain {tests['plain'].mean():.3f}, recipe "
+      f"{tests['paper recipe'].mean():.3f}; gap plain {gaps['plain'].mean():+.3f}, recipe "
+      f"{gaps['paper recipe'].mean():+.3f} (standard errors: an accuracy on {n_test} images +-{se:.3f}, a gap "
+      f"+-{se_gap:.3f})")
+claim(all(gaps["paper recipe"] < gaps["plain"]), f"in each of the {len(seeds)} seeds the recipe's gap between "
+      "training and test accuracy is the smaller ("
+      + ", ".join(f"{p:+.3f} without, {q:+.3f} with" for p, q in zip(gaps["plain"], gaps["paper recipe"]))
+      + f"); with +-{se_gap:.3f} on each gap and {len(seeds)} seeds, a small sample")
+claim(all(tests["paper recipe"] < tests["plain"] - 2 * se), f"and in each seed its test accuracy is lower, by "
+      f"more than two standard errors: after {epochs} epochs the recipe has not caught up ("
+      + ", ".join(f"{q:.3f} against {p:.3f}" for p, q in zip(tests["plain"], tests["paper recipe"])) + ")")
+print("  at equal accuracy? For each seed, the plain run's epoch whose validation accuracy was closest to the")
+print("  recipe's final one, and the two gaps (training - validation) there:")
+se_val = np.sqrt(0.25 / n_val)
+for seed, plain, paper in zip(seeds, runs["plain"], runs["paper recipe"]):
+    e = int(np.argmin(np.abs(plain["val"] - paper["val"][-1])))
+    then, final = plain["seen"][e] - plain["val"][e], paper["seen"][-1] - paper["val"][-1]
+    noise = 2 * np.sqrt(2) * np.hypot(se_val, np.sqrt(0.25 / n_seen))  # two standard errors of a gap difference
+    if abs(plain["val"][e] - paper["val"][-1]) > 2 * np.sqrt(2) * se_val:
+        verdict = "the accuracies differ by more than the noise: no equal-accuracy comparison in this run"
+    elif then - final > noise:
+        verdict = "the plain run's gap was larger even at equal accuracy"
+    elif final - then > noise:
+        verdict = "the recipe's gap was larger: its smaller final gap came from learning slower"
+    else:
+        verdict = "the gaps agree within the noise: the recipe's smaller final gap may be only its slower learning"
+    print(f"  seed {seed}: plain after epoch {e + 1}, validation {plain['val'][e]:.3f} against the recipe's "
+          f"{paper['val'][-1]:.3f}; gaps {then:+.3f} and {final:+.3f} (noise about +-{noise:.3f}): {verdict}")
+
+section("The plateau rule: the rate divided by 10 when the validation accuracy stops improving")
+_, rule = recipe.build_optimizer(make_net("paper recipe", configs["paper recipe"]), configs["paper recipe"], 1)
+made_up = [0.30, 0.50, 0.60, 0.58, 0.60, 0.65, 0.66, 0.64, 0.64, 0.70]  # stalls after epochs 3 and 7
+rates = []
+for accuracy in made_up:
+    rates.append(rule.optimizer.lr)  # the rate an epoch runs with, then its accuracy is reported
+    rule.step(accuracy)
+print(f"  made-up validation accuracies: {' '.join(f'{a:.2f}' for a in made_up)}")
+print(f"  the recipe's rule gives rates:  {' '.join(f'{lr:g}' for lr in rates)}")
+claim(np.allclose(rates, [1e-3] * 5 + [1e-4] * 4 + [1e-5]), "fed accuracies that fail to beat their best for "
+      "two epochs in a row (epochs 4-5, then 8-9), the recipe's schedule divides the rate by 10 after each "
+      "such pair, and not before")
+replayed = []
+for r in runs["paper recipe"]:  # each recipe run's validation accuracies, fed to a fresh copy of the schedule
+    _, plateau = recipe.build_optimizer(make_net("paper recipe", configs["paper recipe"]), configs["paper recipe"], 1)
+    replayed.append([])
+    for accuracy in r["val"]:
+        replayed[-1].append(plateau.optimizer.lr)
         plateau.step(accuracy)
-    print(f"  {name:<12} test accuracy per epoch: {' '.join(f'{a:.2f}' for a in r['test'])}")
-    print(f"  {'':<12} the rule's rate:         {' '.join(f'{lr:g}' for lr in replayed[name])}")
-claim(replayed["paper recipe"] == paper["lr"], "replayed on the recipe run's accuracies, the schedule gives the "
-      "rates that run trained with: the run followed this rule")
-drops = [(name, e) for name, rates in replayed.items() for e in range(1, epochs) if rates[e] < rates[e - 1]]
-if drops:  # patience 1: epochs e-2 and e-1 both failed to beat the best accuracy before them
-    claim(all(e >= 3 and np.isclose(replayed[n][e], replayed[n][e - 1] / 10) and
-              max(records[n]["test"][e - 2:e]) <= max(records[n]["test"][:e - 2]) * (1 + 1e-4) for n, e in drops),
-          "each drop divides the rate by 10 and comes after two epochs without a new best test accuracy ("
-          + ", ".join(f"{n}: after epoch {e}" for n, e in drops) + ")")
-else:
-    print("  neither run's test accuracy stalled for two epochs: the rule never fired")
+for seed, r in zip(seeds, runs["paper recipe"]):
+    print(f"  seed {seed}, recipe: validation accuracy per epoch {' '.join(f'{a:.2f}' for a in r['val'])}; rates "
+          f"{' '.join(f'{lr:g}' for lr in r['lr'])}")
+claim(all(rep == r["lr"] and r["val"][-1] == r["val_again"]
+          for rep, r in zip(replayed, runs["paper recipe"])), "replayed on each recipe run's validation "
+      "accuracies, the schedule gives the rates that run trained with, and the last accuracy it was fed is the "
+      "validation split's, scored again at the end: the runs followed this rule, on "
+      "the validation split")
+fired = sum(rates[-1] < rates[0] for rates in replayed)
+print(f"  the rule fired in {fired} of the {len(seeds)} recipe runs")
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-for ax, (name, r) in zip(axes, records.items()):
-    x = np.arange(1, epochs + 1)
-    ax.plot(x, r["seen"], "o-", label=f"training images (first {n_seen}, as the test set sees them)")
-    ax.plot(x, r["test"], "s--", label=f"test images ({n_test})")
-    ax.fill_between(x, r["test"], r["seen"], alpha=0.15, color="grey", label="gap")
-    cuts = [e for e in range(1, epochs) if r["lr"][e] < r["lr"][e - 1]]
-    for e in cuts:
-        ax.axvline(e + 0.5, color="red", linestyle=":", label="rate / 10" if e == cuts[0] else None)
-    ax.set_title(f"{name}: final gap {r['seen'][-1] - r['test'][-1]:+.3f}")
-    ax.set_xlabel("epoch")
+plt = pyplot()
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.4), sharey=True)
+x = np.arange(1, epochs + 1)
+for ax, (name, rs) in zip(axes, runs.items()):
+    for k, r in enumerate(rs):
+        ax.plot(x, r["seen"], "o-", color="tab:blue", alpha=1 if k == 0 else 0.4, markersize=4,
+                label=f"training images (first {n_seen}, as the test set sees them)" if k == 0 else None)
+        ax.plot(x, r["val"], "s--", color="tab:orange", alpha=1 if k == 0 else 0.4, markersize=4,
+                label=f"validation ({n_val} held-out training images)" if k == 0 else None)
+        ax.plot([epochs + 0.3], [r["test"]], "*", color="black", markersize=9, alpha=1 if k == 0 else 0.4,
+                label=f"test ({n_test} images), once at the end" if k == 0 else None)
+        cuts = [e for e in range(1, epochs) if r["lr"][e] < r["lr"][e - 1]]
+        for e in cuts:
+            ax.axvline(e + 0.5, color="red", linestyle=":", alpha=1 if k == 0 else 0.4)
+    ax.set_title(f"{name}: mean gap training - test {gaps[name].mean():+.3f}", fontsize=10)
+    ax.set_xlabel(f"epoch (seed {seeds[0]} solid, seed{'s' if len(seeds) > 2 else ''} "
+                  f"{', '.join(map(str, seeds[1:]))} faint; red dotted: rate / 10)", fontsize=9)
+    ax.set_xticks(x)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
 axes[0].set_ylabel("accuracy (evaluation mode)")
-save_figure(fig, "17_recipe.png")
+handles, labels = axes[0].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+save_figure(fig, "17_recipe.png", rect=(0, 0.08, 1, 1))
 
 notice("The recipe's augmentation shows the network a different crop, scale and flip of each image every epoch, "
-       "so memorising the training images pays less: the training accuracy stays closer to the test accuracy.",
+       "so memorising the training images pays less: in these runs the training accuracy stayed closer to the "
+       "test accuracy.",
        "In a short run on few images the recipe also learns slower (dropout, a new view of each image every "
-       "epoch): compare the gaps at equal test accuracy, not only at the end.",
+       "epoch): compare the gaps at equal validation accuracy, not only at the end, and against the noise.",
        "The augmentation is random but seeded: the same seed and epoch give the same batches, bit for bit.")
 
 exercises("Train both runs for three times as many epochs. Does the recipe's test accuracy overtake the plain one?",
           "Switch one part off at a time (`minivgg train --recipe paper --no-flip`, `--intensity-shift 0`, ...). "
           "Which part shrinks the gap most?",
-          "Try the paper's own optimizer (`optimizer='sgd', lr=0.01, init='xavier'`): how many epochs until it "
-          "leaves chance?")
+          "Try the paper's optimizer, SGD at lr 0.01 (`optimizer='sgd', lr=0.01`), first with the preset's "
+          "`init='xavier'`: Glorot & Bengio's rule, which the paper names only as found after submission to "
+          "work without its own procedure (N(0, 10^-2), std 0.1, and the warm start of lesson 18). How many "
+          "epochs until it leaves chance?")

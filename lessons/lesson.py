@@ -5,7 +5,8 @@ import sys
 from minivgg.plotting import pyplot  # noqa: F401  (matplotlib drawing to files, for the lessons' figures)
 
 QUICK = "--quick" in sys.argv or os.environ.get("MINIVGG_QUICK") == "1"
-OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+# MINIVGG_LESSON_OUTPUT: another folder for the figures (the tests' altered copies of lessons write there).
+OUTPUT = os.environ.get("MINIVGG_LESSON_OUTPUT") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
 
 def output(name):
@@ -14,9 +15,10 @@ def output(name):
     return os.path.join(OUTPUT, name)
 
 
-def save_figure(fig, name, dpi=90, label="figure"):
-    """Lay out `fig`, write it to lessons/output/`name`, close it and print where it went."""
-    fig.tight_layout()
+def save_figure(fig, name, dpi=90, label="figure", rect=(0, 0, 1, 1)):
+    """Lay out `fig` (within `rect`, leaving room for a figure legend), write it to lessons/output/`name`,
+    close it and print where it went."""
+    fig.tight_layout(rect=rect)
     fig.savefig(output(name), dpi=dpi)
     pyplot().close(fig)
     print(f"  {label}: {output(name)}")
