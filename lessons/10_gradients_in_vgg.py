@@ -70,7 +70,8 @@ def rounding_rule(w, g):
     The step d = lr * g (momentum's first step is g itself) lands on w's neighbour only if |d| is more than half
     the gap between w and that neighbour."""
     d = lr * g  # as the optimizer computes it, in float32
-    gap = np.abs(np.nextafter(w, np.where(d < 0, np.float32(np.inf), np.float32(-np.inf))).astype(w.dtype) - w)  # to the neighbour d moves toward
+    toward = np.where(d < 0, np.float32(np.inf), np.float32(-np.inf))  # the neighbour the step heads for
+    gap = np.abs(np.nextafter(w, toward) - w)
     return np.where(d == 0, -1, np.sign(np.abs(d) - gap / 2)).astype(int)
 
 
