@@ -35,7 +35,7 @@ def test_a_false_claim_fails_under_python_O(tmp_path):
 MUTANTS = [
     ("10_gradients_in_vgg.py", 'SCHEMES = {"std 0.01": "normal", "std 0.1": 0.1,',
      'SCHEMES = {"std 0.01": "normal", "std 0.1": 0.05,', "each scheme's drawn weights have the std its rule gives"),
-    ("17_paper_recipe.py", 'OPTIMIZER = dict(optimizer="adam",', 'OPTIMIZER = dict(resize=44, optimizer="adam",',
+    ("17_paper_recipe.py", 'seed=seed, recipe="paper")', 'seed=seed, recipe="paper", resize=44)',
      "the test images are rescaled to Q = 40 and centre-cropped"),
     ("17_paper_recipe.py", "train.fit(net, train_loader, val_loader,", "train.fit(net, train_loader, test_loader,",
      "replayed on each recipe run's validation accuracies"),  # the schedule watching the test set
