@@ -16,10 +16,10 @@ train_loader = data.DataLoader((train_x[:n_train], train_y[:n_train]), batch, sh
 test_loader = data.DataLoader((test_x[:1000], test_y[:1000]), 250, resize=size)
 
 
-def run(lr):
+def run(lr, seed=0):
     """One epoch of configuration D (VGG-16) from He's initialization, SGD with momentum 0.9; the loss of every
     step and a gradient monitor's record of every step of the convolutional part."""
-    mv.manual_seed(0)
+    mv.manual_seed(seed)
     net = models.initialize(models.vgg_from_config("D", num_classes=10, in_channels=1, ratio=ratio),
                             (1, 1, size, size), "kaiming")
     optimizer = optim.SGD(net.parameters(), lr=lr, momentum=0.9)
@@ -33,7 +33,7 @@ def run(lr):
     return net, monitor, losses
 
 
-section(f"VGG-16 (channels / {ratio}) from scratch, SGD lr 0.1")
+section(f"VGG-16 (channels / {ratio}) from scratch, SGD lr 0.1 (one run, seed 0; other seeds at the end)")
 net, monitor, losses = run(0.1)
 predicted, true = train.predict(net, test_loader)
 accuracy = (predicted == true).mean()
@@ -94,11 +94,27 @@ print(f"  most dead units in any ReLU at the last step: {max(last2['relu'].value
 claim(max(last2["relu"].values()) < 1.0 and max(zero2) < 1.0, "no ReLU is off for the whole batch and every "
       "convolution gets a gradient")
 claim(accuracy2 > accuracy + 0.2, f"test accuracy {accuracy2:.3f} after the same {len(losses2)} steps, against "
-      f"{accuracy:.3f}: the net learns")
+      f"{accuracy:.3f}: the net learns (seed 0's run)")
 dead2 = [r["relu"][dying] for r in monitor2.history]
 print(f"  ReLU {dying}'s dead units at lr 0.01: at most {max(dead2):.0%} over the {len(dead2)} steps")
 claim(max(dead2) < 0.9, f"with the smaller steps ReLU {dying} never comes near dying (at most {max(dead2):.0%} of "
       "its units off for a whole batch, against 100% at lr 0.1)")
+
+# %%
+section("Other seeds: is it the learning rate, or seed 0?")
+more = (1, 2)
+outcome = {}
+for lr in (0.1, 0.01):
+    for seed in more:
+        _, mon, seed_losses = run(lr, seed)
+        dead_at_end = mon.history[-1]["params"][first_name]["zero_frac"] == 1.0
+        outcome[lr, seed] = dead_at_end
+        print(f"  lr {lr:<4} seed {seed}: loss {np.mean(seed_losses[-10:]):.3f} over the last ten steps; first "
+              f"convolution's gradient {'exactly zero (dead)' if dead_at_end else 'alive'} at the last step")
+claim(all(outcome[0.1, s] for s in more) and not any(outcome[0.01, s] for s in more),
+      f"with seeds {more} as with seed 0, lr 0.1 killed the net and lr 0.01 did not: {len(more) + 1} seeds of "
+      "each, so the learning rate, not one draw of the weights, decides here (alive is not yet learned: the "
+      "losses say how far each got in one epoch)")
 
 plt = pyplot()
 fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
