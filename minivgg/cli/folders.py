@@ -85,6 +85,10 @@ def folder_data(config, device, print_fn=print):
     if config.held_out_files is None:  # split the file indices as data.split splits the images
         import numpy as np
 
+        if config.classes:  # a run's config, from before runs recorded their split
+            print_fn(f"note: the run recorded no list of its held-out images: they are drawn again from its seed, "
+                     f"which gives the same ones only if {config.data_dir} is unchanged since training")
+
         (keep, _), (out, _) = data.split((np.arange(len(names)), folder.labels), config.val_split, config.seed)
         config.train_files, config.held_out_files = [names[i] for i in keep], [names[i] for i in out]
     (train_x, train_y), held_out = recorded_split(folder, names, config, print_fn)
