@@ -59,8 +59,8 @@ def _wants(fn, i):
 
 
 def _choose(reference, x):
-    """The op class to run on array x: the fast CPU variant of `reference` when the fast tier is on
-    and x is a NumPy array, else `reference` itself (always on the GPU)."""
+    """The op class to run on array x: the fast variant of `reference` for x's array module when the fast
+    tier is on and one is registered (see tiers.variant), else `reference` itself."""
     return tiers.variant(reference, backend.get_array_module(x))
 
 

@@ -5,6 +5,10 @@ import pytest
 
 import minivgg
 
+# The GPU's fast tier is opt-in (MINIVGG_FAST_GPU=1); the tests that cover it turn it on themselves, and the
+# stand-in's whole-network tests would otherwise run its kernels through the thread-by-thread simulator.
+minivgg.tiers.enable_fast_gpu(False)
+
 
 def pytest_addoption(parser):
     parser.addoption("--kernels", choices=minivgg.tiers.TIERS, default="fast",
