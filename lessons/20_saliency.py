@@ -82,9 +82,10 @@ for i, j in kinks:
     near = 0.02 * scale
     match["left" if abs(grad[i, j] - left) < near else "right" if abs(grad[i, j] - right) < near else "neither"] += 1
 print(f"  At the {len(kinks)} corner(s) above backward's value matched the left slope {match['left']} time(s), the "
-      f"right {match['right']}, neither {match['neither']}. On the flat black background max-pooling windows hold "
-      "ties and ReLUs sit at exactly 0, so a step changes which unit passes the signal. Backward settles each unit "
-      "by a fixed rule (the first maximum of a tie, ReLU'(0) = 0), whichever way the step pushes that unit; one "
+      f"right {match['right']}, neither {match['neither']}. On the flat black background neighbouring units hold "
+      "equal values, so max-pooling windows hold exact ties and a step changes which unit passes the signal. "
+      "Backward settles each tie by a fixed rule (the first maximum; likewise ReLU'(0) = 0), whichever way the step "
+      "pushes that unit; one "
       "pixel feeds units through weights of both signs, so the sum of those choices can be the left slope, the "
       "right one, or neither.")
 
