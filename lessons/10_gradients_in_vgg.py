@@ -166,17 +166,18 @@ w1 = np.abs(run.before[weights[0]])
 reach = lr * record[weights[0]]["max_abs"] * 2.0 ** 25
 print(f"  Layer 1: lr x max|g| = {lr * record[weights[0]]['max_abs']:.1e}, so only |w| < {reach:.1e} could move; its "
       f"smallest |w| is {w1.min():.1e}, and the step changed {run.changed[weights[0]].mean():.2%} of its weights")
-rule = {n: rounding_rule(run.before[n], run.grads[n]) for n in weights}
-live = {n: run.grads[n] != 0 for n in weights}  # a zero gradient moves nothing, rounding or not
-n_live = sum(int(m.sum()) for m in live.values())
-n_moved = sum(int(run.changed[n].sum()) for n in weights)
-ties = sum(int((rule[n] == 0).sum()) for n in weights)
-agree = all(np.array_equal(run.changed[n][rule[n] != 0], rule[n][rule[n] != 0] > 0) for n in weights)
-print(f"  all {len(weights)} weight layers: {n_live} weights had a nonzero gradient, the step changed {n_moved} of them"
-      f" ({ties} ties left out)")
-claim(agree and 0 < n_moved < n_live, f"the step changed exactly the weights the float32 rounding rule picks ("
-      f"{n_moved} of the {n_live} with a nonzero gradient): those where lr x |g| exceeds half the gap to the next "
-      "float32 number; rounding, not the gradient alone, decides which weights a tiny step can change")
+rule = {n: rounding_rule(run.before[n], run.grads[n]) for n in record}  # every parameter, biases too
+ties = sum(int((r == 0).sum()) for r in rule.values())
+agree = all(np.array_equal(run.changed[n][rule[n] != 0], rule[n][rule[n] != 0] > 0) for n in record)
+count = {kind: (sum(int((run.grads[n] != 0).sum()) for n in names), sum(int(run.changed[n].sum()) for n in names))
+         for kind, names in (("weights", weights), ("biases", biases))}
+print(f"  entries with a nonzero gradient, and how many the step changed: weights {count['weights'][0]}, "
+      f"{count['weights'][1]}; biases {count['biases'][0]}, {count['biases'][1]} ({ties} ties left out)")
+claim(agree and count["weights"][1] < count["weights"][0] and count["biases"][1] > 0, "the step changed exactly "
+      "the entries the float32 rounding rule picks, those where lr x |g| exceeds half the gap to the next float32 "
+      f"number: {count['weights'][1]} of the {count['weights'][0]} weights with a nonzero gradient, "
+      f"{count['biases'][1]} of the {count['biases'][0]} bias entries (next to 0 the gap is 1e-45); rounding, "
+      "not the gradient alone, decides which weights a tiny step can change")
 print("  nan there: |W| was 0 before the step (biases start at zero), so there is nothing to divide by.")
 zero_rows = [n for n in record if record[n]["update_ratio"] == 0]
 nan_rows = [n for n in record if np.isnan(record[n]["update_ratio"])]

@@ -83,6 +83,7 @@ print(f"  built from the recipe: {type(opt).__name__} with weight_decay {opt.par
 claim(opt.param_groups[0]["weight_decay"] == 5e-4 and isinstance(plateau, optim.ReduceLROnPlateau)
       and plateau.factor == 0.1 and augment.crop == 32 and augment.jitter == (36, 44)
       and built["plain"][1] is None and built["plain"][0].param_groups[0]["weight_decay"] == 0
+      and make_loaders(configs["plain"])[0].augment is None
       and dropout == {"plain": [0.0], "paper recipe": [0.5]},
       "what the package builds from the preset: an optimizer with weight decay 5e-4, a schedule that divides "
       "the rate by 10, a training loader cropping 32x32 from images rescaled to a scale drawn from [36, 44], "
@@ -265,7 +266,7 @@ notice("The recipe's augmentation shows the network a different crop, scale and 
 exercises("Train both runs for three times as many epochs. Does the recipe's test accuracy overtake the plain one?",
           "Switch one part off at a time (`minivgg train --recipe paper --no-flip`, `--intensity-shift 0`, ...). "
           "Which part shrinks the gap most?",
-          "Try the paper's optimizer, SGD at lr 0.01 (`optimizer='sgd', lr=0.01`), first with the preset's "
-          "`init='xavier'`: Glorot & Bengio's rule, which the paper names only as found after submission to "
-          "work without its own procedure (N(0, 10^-2), std 0.1, and the warm start of lesson 18). How many "
-          "epochs until it leaves chance?")
+          "Try the paper's optimizer, SGD at lr 0.01 (`optimizer='sgd', lr=0.01`), with the preset's "
+          "`init='xavier'`. That is Glorot & Bengio's rule: the paper's own procedure was N(0, 10^-2) (std 0.1) "
+          "with the warm start of lesson 18, and it names Glorot's only as found, after submission, to work "
+          "without that pre-training. How many epochs until the run leaves chance?")
