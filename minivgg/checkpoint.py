@@ -19,12 +19,13 @@ def read_config(path):
     return nested["config"]
 
 
-def load_checkpoint(path, device="cpu", needs_config=True):
+def load_checkpoint(path, device="cpu", needs_config=True, keys=None):
     """`load` a run's checkpoint, then `check_checkpoint` it: what resume, evaluate and inspect should use.
     With `needs_config` (the command's case: it rebuilds the network from it) a checkpoint without a run
-    config is refused; `train.restore` into a network the caller built needs none."""
+    config is refused; `train.restore` into a network the caller built needs none. `keys`: check only these
+    entries (--init-from reads the weights and the config alone)."""
     state = load(path, device=device)
-    check_checkpoint(state, path)
+    check_checkpoint(state, path, keys)
     if needs_config:
         _require_config(state["config"], path)
     return state
@@ -42,28 +43,30 @@ CHECKPOINT_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "rng": d
                    "history": dict, "config": dict}
 
 
-def check_checkpoint(obj, path):
+def check_checkpoint(obj, path, keys=None):
     """Raise CheckpointError naming `path` and the first entry missing or of the wrong kind, if `obj` (what
-    `load` returned) is not a run's checkpoint as `train.training_state` writes it."""
+    `load` returned) is not a run's checkpoint as `train.training_state` writes it (`keys`: only these
+    entries; default all)."""
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a run's checkpoint (a dict), got {type(obj).__name__}")
-    missing = [key for key in CHECKPOINT_KEYS if key not in obj]
+    kinds = {key: kind for key, kind in CHECKPOINT_KEYS.items() if keys is None or key in keys}
+    missing = [key for key in kinds if key not in obj]
     if missing:
         raise CheckpointError(f"{path} is not a complete run checkpoint: no {', '.join(missing)} "
                               f"(it holds {', '.join(sorted(obj)) or 'nothing'}); {DAMAGED}")
-    for key, kind in CHECKPOINT_KEYS.items():
+    for key, kind in kinds.items():
         value = obj[key]
         if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise CheckpointError(f"{path}: entry {key!r} must be a whole number >= 0, got {value!r}; {DAMAGED}")
         if kind is dict and not isinstance(value, dict):
             raise CheckpointError(f"{path}: entry {key!r} must be a dict, got {type(value).__name__}; {DAMAGED}")
-    if not obj["model"]:
+    if "model" in kinds and not obj["model"]:
         raise CheckpointError(f"{path}: entry 'model' holds no weights; {DAMAGED}")
-    history = obj["history"]
-    for key in ("epochs", "points"):
-        if not isinstance(history.get(key), list):
+    for key in ("epochs", "points") if "history" in kinds else ():
+        if not isinstance(obj["history"].get(key), list):
             raise CheckpointError(f"{path}: entry 'history' has no list {key!r}; {DAMAGED}")
-    _check_config(obj["config"], path)
+    if "config" in kinds:
+        _check_config(obj["config"], path)
 
 
 def _check_config(config, path):

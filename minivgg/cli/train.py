@@ -73,7 +73,7 @@ def run_training(args, config, out, parts, start, history):
         if os.path.exists(os.path.join(out, train.CHECKPOINT)):
             print(f"interrupted: resume with: minivgg train --resume {shlex.quote(out)}", file=sys.stderr)
         else:
-            print("minivgg train: interrupted before anything was saved", file=sys.stderr)
+            print("minivgg train: interrupted before the first checkpoint was written", file=sys.stderr)
         return 130
     print(f"run folder {out}: checkpoint.npz, history.json, training.png")
     return 0
@@ -137,7 +137,8 @@ def build_network(config, args, device):
     frozen = models.freeze_features(net) if config.freeze_features else []
     copied = None
     if args.init_from:
-        source_state = load_checkpoint(os.path.join(args.init_from, train.CHECKPOINT), device=device)
+        source_state = load_checkpoint(os.path.join(args.init_from, train.CHECKPOINT), device=device,
+                                       keys=("model", "config"))
         rng = backend.generator_state()  # building the source draws numbers: keep the run's own stream
         source = build_model(source_state["config"], device).load_state_dict(source_state["model"])
         backend.set_generator_state(rng)
