@@ -225,8 +225,8 @@ def resume_conflicts(saved, flags, given):
     conflicts = []
     for name in given:
         value, before = getattr(flags, name), saved.get(name)
-        if name == "epochs" or (name == "data_dir" and before):
-            continue
+        if name == "epochs" or (name == "data_dir" and before) or name not in saved:
+            continue  # a field the checkpoint lacks (an older run) takes the flag, as resume_config does
         if not _same(name, before, value):
             conflicts.append((name, before, value))
     return conflicts

@@ -313,3 +313,40 @@ def test_evaluate_uses_the_recorded_held_out_images(tmp_path):
     assert result.returncode == 1 and _last_line(result.stderr) == (
         f"minivgg evaluate: error: --data: the run in {run} was trained on the image folder {images}, not on "
         "Fashion-MNIST: give a moved copy of that folder with --data-dir")
+
+
+def test_evaluate_reads_the_data_folder_it_is_given(run, tmp_path):
+    folder, before = run
+    (tmp_path / "elsewhere").mkdir()
+    result = _minivgg("evaluate", folder, "--data", tmp_path / "elsewhere", cwd=tmp_path)
+    assert result.returncode == 1 and _last_line(result.stderr).startswith(
+        f"minivgg evaluate: error: data folder {tmp_path / 'elsewhere'} has no t10k-images")
+    assert _sums(folder) == before
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--data-dir", "<images>"], "argument --data-dir: the run in <run> was trained on Fashion-MNIST, not on an "
+                                 "image folder; start a new run (--out) to train on <images>"),
+    (["--overwrite"], "argument --overwrite: only with --out (the run folder to replace; a resumed run is never "
+                      "replaced)"),
+])
+def test_a_resume_refuses_another_dataset_and_overwrite(run, tmp_path, flags, line):
+    pytest.importorskip("PIL.Image")
+    folder, before = run
+    images = tmp_path / "images"
+    for name in ("cats", "dogs"):
+        _png(images / name / "0.png", 7)
+    flags = [str(images) if flag == "<images>" else flag for flag in flags]
+    result = _minivgg("train", "--resume", folder, *flags, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    expected = line.replace("<images>", str(images)).replace("<run>", str(folder))
+    assert _last_line(result.stderr) == f"minivgg train: error: {expected}"
+    assert _sums(folder) == before
+
+
+def test_an_older_run_without_its_limits_takes_them_from_the_flags():
+    from minivgg.config import resume_conflicts, RunConfig
+
+    older = {"arch": "d2l", "lr": 0.1}  # a checkpoint from before train_limit was kept
+    assert resume_conflicts(older, RunConfig(train_limit=512, lr=0.1), ["train_limit", "lr"]) == []
+    assert resume_conflicts(older, RunConfig(lr=0.05), ["lr"]) == [("lr", 0.1, 0.05)]

@@ -89,6 +89,9 @@ def run_config(args, device):
     flags = flags_config(args)
     if args.resume:
         saved = read_config(os.path.join(args.resume, train.CHECKPOINT))
+        if "train_limit" not in saved and not (args.train_limit or args.limit_batches):
+            print(f"note: {args.resume} does not record --train-limit or --limit-batches (a run from before "
+                  f"they were kept): it resumes on all the data unless you give them again")
         return resume_config(saved, flags).fill_defaults(device).validate(), args.resume
     config = flags
     if args.data_dir:
