@@ -46,3 +46,33 @@ def plot_confusion(confusion, names, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_history(history, path):
+    """D2L's figure: train loss, train acc and test acc against (fractional) epochs, saved as PNG."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    points = history["points"]
+    if points:
+        x = [p["epoch"] for p in points]
+        ax.plot(x, [p["loss"] for p in points], label="train loss")
+        ax.plot(x, [p["acc"] for p in points], "m--", label="train acc")
+    epochs = history["epochs"]
+    if epochs:
+        tested = [e for e in epochs if e["test_acc"] is not None]  # not yet: a run stopped in its test pass
+        ax.plot([e["epoch"] for e in tested], [e["test_acc"] for e in tested], "g-.", marker="o", label="test acc")
+    ax.set_xlabel("epoch")
+    ax.grid(True)
+    if points or epochs:
+        ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    finally:
+        plt.close(fig)

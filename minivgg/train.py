@@ -3,26 +3,19 @@ checkpoints after every epoch and on Ctrl-C, exact resume, and a clear stop on a
 
 `fit` runs epochs of `train_epoch` (one `train_step` per batch, `check_finite_loss` on the running loss),
 evaluates, and writes the run's files through a `RunFolder`."""
-import copy
-import errno
-import json
 import math
 import os
 import signal
 import time
-from contextlib import contextmanager
 
 import numpy as np
 
 from . import backend, cuda
 from . import functional as F
-from .autograd import Tensor
 from .nn.utils import clip_grad_norm_, device_of, evaluating
-from .serialization import save
+# CHECKPOINT, INTERRUPTED and restore are read through this module by the CLI and by scripts
+from .runs import CHECKPOINT, INTERRUPTED, RunFolder, copied_state, restore, training_state  # noqa: F401
 from .tally import EpochTally
-
-CHECKPOINT = "checkpoint.npz"
-INTERRUPTED = "interrupted.npz"
 
 
 class TrainingDiverged(FloatingPointError):
@@ -77,139 +70,6 @@ def predict(net, loader):
     return np.concatenate(preds), np.concatenate(trues)
 
 
-def plot_history(history, path):
-    """D2L's figure: train loss, train acc and test acc against (fractional) epochs, saved as PNG."""
-    from .plotting import pyplot
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    points = history["points"]
-    if points:
-        x = [p["epoch"] for p in points]
-        ax.plot(x, [p["loss"] for p in points], label="train loss")
-        ax.plot(x, [p["acc"] for p in points], "m--", label="train acc")
-    epochs = history["epochs"]
-    if epochs:
-        tested = [e for e in epochs if e["test_acc"] is not None]  # not yet: a run stopped in its test pass
-        ax.plot([e["epoch"] for e in tested], [e["test_acc"] for e in tested], "g-.", marker="o", label="test acc")
-    ax.set_xlabel("epoch")
-    ax.grid(True)
-    if points or epochs:
-        ax.legend()
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-    finally:
-        plt.close(fig)
-
-
-def _write_json(obj, path):
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def training_state(net, optimizer, scheduler, epoch, history, config):
-    """Everything an exact resume needs after `epoch` finished epochs: weights, optimizer (momentum/moments)
-    and scheduler state, the history and the run's config; also the CPU generator's state, for draws made
-    outside fit (fit's own, dropout's, come from (seed, epoch, step), and the loader's order from (seed,
-    epoch), so they need no state)."""
-    return {
-        "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "rng": backend.generator_state(),
-        "epoch": epoch,
-        "history": history,
-        "config": config or {},
-    }
-
-
-def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
-    """Load a run's checkpoint into net/optimizer/scheduler and the random state. Returns
-    (epochs done, history)."""
-    from .checkpoint import load_checkpoint
-
-    path = os.path.join(run_dir, CHECKPOINT)
-    state = load_checkpoint(path, device=device, needs_config=False)
-    net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler"):
-        scheduler.load_state_dict(state["scheduler"])
-    backend.set_generator_state(state["rng"])
-    return int(state["epoch"]), state["history"]
-
-
-class RunFolder:
-    """The files of a run. After every epoch: checkpoint.npz (the resume point), history.json, training.png
-    and, with a gradient monitor, gradients.png; on Ctrl-C during an epoch's steps: interrupted.npz, which
-    leaves the last epoch's checkpoint intact. The checkpoint, history.json and training.png are written to a
-    temporary file and renamed, so a crash never leaves half of one behind. The folder is created with the
-    first file written into it, so a run that fails before then leaves no empty folder behind. A file that
-    cannot be written (permissions, a full disk) is an OSError naming it."""
-
-    def __init__(self, path):
-        self.path = path
-
-    @property
-    def checkpoint(self):
-        return os.path.join(self.path, CHECKPOINT)
-
-    def save_epoch(self, state, monitor=None):
-        """Write the end-of-epoch files from `state` (a `training_state`)."""
-        with _writing(self.checkpoint, self.path):
-            os.makedirs(self.path, exist_ok=True)
-            save(state, self.checkpoint)
-        history = os.path.join(self.path, "history.json")
-        with _writing(history, self.path):
-            _write_json(state["history"], history)
-            plot_history(state["history"], os.path.join(self.path, "training.png"))
-            if monitor is not None:
-                monitor.plot(os.path.join(self.path, "gradients.png"))
-
-    def save_interrupted(self, state):
-        """Write interrupted.npz (the weights at the moment of Ctrl-C); returns its path."""
-        path = os.path.join(self.path, INTERRUPTED)
-        with _writing(path, self.path):
-            os.makedirs(self.path, exist_ok=True)
-            save(state, path)
-        return path
-
-
-WRITE_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-                errno.EROFS: "a read-only file system", errno.ENOSPC: "disk full",
-                errno.EFBIG: "file too large (disk full, or a file-size limit: ulimit -f)",
-                errno.EDQUOT: "disk quota exceeded"}
-
-
-@contextmanager
-def _writing(path, folder):
-    """An OSError while writing `path` as one line naming it and why; the file it replaces stays intact."""
-    try:
-        yield
-    except OSError as exc:
-        why = WRITE_ERRORS.get(exc.errno, exc.strerror or str(exc))
-        kept = f"; {folder}/{CHECKPOINT} is unchanged" if os.path.exists(os.path.join(folder, CHECKPOINT)) else ""
-        raise OSError(f"cannot write {path}: {why} ({exc.strerror or exc}){kept}") from None
-
-
 SIGNAL_AT = "MINIVGG_TEST_SIGNAL_AT"
 
 
@@ -222,17 +82,6 @@ def signal_at(phase, epoch):
     name, _, at = wanted.partition("@")
     if name == phase and (not at or int(at) == epoch):
         os.kill(os.getpid(), signal.SIGINT)
-
-
-def _copied(obj):
-    """A deep copy of a training state, its arrays on the host: what the weights were, kept in memory."""
-    if isinstance(obj, dict):
-        return {key: _copied(value) for key, value in obj.items()}
-    if isinstance(obj, Tensor):
-        return np.array(backend.to_numpy(obj.data), copy=True)
-    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
-        return np.array(backend.to_numpy(obj), copy=True)
-    return copy.deepcopy(obj)
 
 
 def check_finite_loss(mean_loss, batch_loss, epoch, step, checkpoint=None):
@@ -343,7 +192,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
         if run.history["epochs"] and run.history["epochs"][-1]["test_acc"] is None:
             run.finish(start_epoch - 1, run.history["epochs"][-1], time.perf_counter())  # stopped in its test
         if run.folder and start_epoch == 0:
-            run.start_state = _copied(run.state(0))  # written only if Ctrl-C comes before the first epoch ends
+            run.start_state = copied_state(run.state(0))  # written only if Ctrl-C comes before the first epoch ends
         for epoch in range(start_epoch, start_epoch + epochs):
             seen, train_time = run.epoch(epoch)
             total_examples, total_time = total_examples + seen, total_time + train_time

@@ -201,7 +201,7 @@ def check_resume(parser, args):
     """A resumed run keeps its settings: a flag that contradicts the run's saved config is refused."""
     from ..checkpoint import read_config
     from ..serialization import CheckpointError
-    from ..train import CHECKPOINT
+    from ..runs import CHECKPOINT
 
     path = os.path.join(args.resume, CHECKPOINT)
     try:
@@ -227,7 +227,7 @@ def check_inspect_model(parser, args):
         return
     from ..checkpoint import read_config
     from ..serialization import CheckpointError
-    from ..train import CHECKPOINT
+    from ..runs import CHECKPOINT
 
     if run_folder_problem(args.run, ""):
         return  # check_inspect names it
@@ -299,7 +299,7 @@ def check_scales(parser, args):
     its input size (the crops). Reads only the run's config, not its arrays; an unreadable checkpoint is
     left to the command, which names the problem."""
     from ..checkpoint import read_config
-    from ..train import CHECKPOINT
+    from ..runs import CHECKPOINT
 
     try:
         config = RunConfig.from_dict(read_config(os.path.join(args.run_dir, CHECKPOINT)))

@@ -4,7 +4,7 @@ import os
 import tempfile
 import time
 
-from ..train import CHECKPOINT, INTERRUPTED
+from ..runs import CHECKPOINT, INTERRUPTED
 
 
 def run_folder_problem(path, hint):
