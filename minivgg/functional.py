@@ -172,6 +172,9 @@ class Conv2dFunction(Function):
     Backward: dW = dy @ col^T, dx = col2im(W^T @ dy), db = dy summed over N, OH, OW.
     Keeps col only if the weight needs a gradient and W only if x needs one (not for the image batch).
     """
+    # The unrolling and folding it uses, as class attributes so that a variant can swap in its own.
+    im2col = staticmethod(im2col_array)
+    col2im = staticmethod(col2im_array)
 
     def __init__(self, stride, padding):
         self.stride, self.padding = stride, padding
@@ -182,7 +185,7 @@ class Conv2dFunction(Function):
         n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
         oh, ow = _output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
-        col = im2col_array(x, self.kernel, self.stride, self.padding)      # (C*KH*KW, N*OH*OW)
+        col = self.im2col(x, self.kernel, self.stride, self.padding)       # (C*KH*KW, N*OH*OW)
         y = weight.reshape(k, -1) @ col                                    # (K, N*OH*OW)
         y = xp.ascontiguousarray(y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3))  # (N, K, OH, OW)
         if bias is not None:
@@ -199,7 +202,7 @@ class Conv2dFunction(Function):
         if self.needs_input_grad[0]:
             weight, = self.saved_tensors
             gcol = weight.reshape(k, -1).T @ g                             # (C*KH*KW, N*OH*OW)
-            gx = col2im_array(gcol, self.x_shape, self.kernel, self.stride, self.padding)
+            gx = self.col2im(gcol, self.x_shape, self.kernel, self.stride, self.padding)
         if self.needs_input_grad[1]:
             gw = (g @ self.col.T).reshape(k, -1, *self.kernel)            # (K, C, KH, KW)
         if _wants(self, 2):

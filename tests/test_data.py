@@ -37,8 +37,8 @@ def _write_split(folder, split="test", images=None, labels=None, compress=True):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No user cache, no $MINIVGG_DATA and no Debian folder: only what a test puts in place."""
-    monkeypatch.setattr(data, "cache_dir", lambda: str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "debian"))
+    monkeypatch.setattr(data.fashion_mnist, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(data.fashion_mnist, "DEBIAN_DIR", str(tmp_path / "debian"))
     monkeypatch.delenv("MINIVGG_DATA", raising=False)
     return tmp_path
 
@@ -104,16 +104,16 @@ class _FakeResponse(io.BytesIO):
 
 def test_download_verifies_and_never_leaves_half_a_file(isolated, monkeypatch):
     good = _idx_labels(10000)
-    monkeypatch.setitem(data.SHA256, "t10k-labels-idx1-ubyte", __import__("hashlib").sha256(good).hexdigest())
+    monkeypatch.setitem(data.fashion_mnist.SHA256, "t10k-labels-idx1-ubyte", __import__("hashlib").sha256(good).hexdigest())
     served = {"t10k-labels-idx1-ubyte.gz": gzip.compress(good),
               "t10k-images-idx3-ubyte.gz": gzip.compress(_idx_images(10000))}  # the image hash will not match
-    monkeypatch.setattr(data.urllib.request, "urlopen",
+    monkeypatch.setattr(data.fashion_mnist.urllib.request, "urlopen",
                         lambda url, timeout: _FakeResponse(served[url.rsplit("/", 1)[1]]))
     with pytest.raises(data.DatasetError, match="does not match the official contents"):
         data.load_fashion_mnist("test")
     cache = isolated / "cache"
     assert sorted(os.listdir(cache)) == []  # nothing half-written or unverified stays
-    path = data._download("t10k-labels-idx1-ubyte", str(cache))
+    path = data.fashion_mnist._download("t10k-labels-idx1-ubyte", str(cache))
     assert os.listdir(cache) == ["t10k-labels-idx1-ubyte.gz"] and path.endswith(".gz")
 
 

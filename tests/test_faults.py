@@ -224,10 +224,10 @@ def _write(folder, name, raw):
 @pytest.fixture
 def isolated(tmp_path, monkeypatch):
     """No user cache, no $MINIVGG_DATA, no Debian folder, no network: only what a test puts in place."""
-    monkeypatch.setattr(data, "cache_dir", lambda: str(tmp_path / "cache"))
-    monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "debian"))
+    monkeypatch.setattr(data.fashion_mnist, "cache_dir", lambda: str(tmp_path / "cache"))
+    monkeypatch.setattr(data.fashion_mnist, "DEBIAN_DIR", str(tmp_path / "debian"))
     monkeypatch.delenv("MINIVGG_DATA", raising=False)
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
+    monkeypatch.setattr(data.fashion_mnist.urllib.request, "urlopen", lambda *a, **k: pytest.fail("no download expected"))
     return tmp_path
 
 
@@ -336,7 +336,7 @@ def test_permission_denied_is_told_apart_from_damage_even_as_root(isolated, run,
         raise PermissionError(13, "Permission denied", os.fspath(path))
 
     images, _ = _test_split(isolated / "d")
-    monkeypatch.setattr(data.gzip, "open", denied)
+    monkeypatch.setattr(data.fashion_mnist.gzip, "open", denied)
     with pytest.raises(data.DatasetError, match=f"{images} cannot be read: permission denied") as error:
         data.load_fashion_mnist("test", root=str(isolated / "d"))
     assert "Delete" not in str(error.value) and "corrupt" not in str(error.value)
