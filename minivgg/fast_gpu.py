@@ -54,6 +54,37 @@ def launch(kernel, total, *args):
     _compiled[key]((blocks,), (BLOCK,), tuple(args) + (np.int64(total), np.int64(BLOCK)))
 
 
+def run_in_python(kernel, total, *args, block=BLOCK):
+    """For learning: run a kernel's Python body once per thread on NumPy arrays, one thread at a time, as
+    `launch` would on the card (blocks of `block` threads, the last one partly idle). C's integer semantics
+    are not modelled: the strict simulator in the tests does that. Returns the number of threads run."""
+    global jit
+    blocks = -(-total // block)
+    saved = jit
+    try:
+        for b in range(blocks):
+            for t in range(block):
+                jit = _Thread(b, t, block)
+                kernel(*args, np.int64(total), np.int64(block))
+    finally:
+        jit = saved
+    return blocks * block
+
+
+class _Thread:
+    """What a kernel reads as `jit` in run_in_python: its thread's blockIdx.x, threadIdx.x and blockDim.x."""
+
+    def __init__(self, block_index, thread_index, block):
+        self.blockIdx = _X(np.int64(block_index))
+        self.threadIdx = _X(np.int64(thread_index))
+        self.blockDim = _X(np.int64(block))
+
+
+class _X:
+    def __init__(self, x):
+        self.x = x
+
+
 def _ints(*values):
     return tuple(np.int64(v) for v in values)
 
