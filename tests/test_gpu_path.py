@@ -1,7 +1,9 @@
 """The GPU path's promises, checked without a GPU through the strict CuPy stand-in (tests/strict_cupy.py):
 complete CUDA extras, CUDA errors that name their cause, exact resume (dropout masks from (seed, epoch,
 step)), cuda:N that really runs on device N, out-of-range labels caught without a per-step
-synchronization, the TF32 switch, and memory figures that mean what they say."""
+synchronization, the TF32 switch, memory figures that mean what they say, and twenty training steps on the
+GPU within float32's own rounding of the CPU's."""
+import functools
 import os
 import re
 
@@ -10,6 +12,7 @@ import pytest
 
 import minivgg as mv
 from minivgg import backend, cli, cuda, data, models, nn, optim, train
+import minivgg.functional as F
 
 import strict_cupy
 from strict_cupy import MACHINE, DeviceArray, installed
@@ -326,3 +329,68 @@ def test_fit_records_the_pools_peak_not_its_last_size(gpu, monkeypatch):
     assert info["available"] is True and info["total"] == 300 and info["peak"] == 900
     cuda.reset_peak_memory()
     assert cuda.memory_info()["peak"] == 300
+
+
+# ---- 11. twenty steps: the GPU within float32's own rounding of the CPU ------------------------------------
+# Twenty steps amplify rounding: a last-bit change flips a ReLU or a pooling maximum somewhere, and the first
+# convolution's bias (a sum of 8192 terms that nearly cancel) moves by a large fraction of itself. So the
+# tolerance is measured, not chosen: the same steps on the CPU in float64 show how far float32's rounding
+# alone takes each parameter, and the GPU (other summation orders, fused multiply-adds) may differ from the
+# CPU by ROUNDING_FACTOR times that. A gradient 1% off goes beyond it (the test after).
+ROUNDING_FACTOR = 4
+
+
+def _twenty_steps(device, dtype=np.float32, lr_scale=1.0, steps=20):
+    """Losses of `steps` SGD steps from weights drawn on the CPU, and the weights after them."""
+    mv.manual_seed(0)
+    net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 8))
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0  # the two devices draw different masks; compare without them
+    models.initialize(net, (1, 1, 32, 32))  # same weights: drawn on the CPU, then moved
+    for p in net.parameters():
+        p.data = p.data.astype(dtype)
+    net.to(device)
+    opt = optim.SGD(net.parameters(), lr=0.01 * lr_scale, momentum=0.9)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (steps * 8, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, steps * 8)
+    losses = []
+    for x, y in data.DataLoader((images, labels), 8, device=device, resize=32):
+        x = mv.tensor(x.data.astype(dtype), device=device, dtype=dtype)
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return dict(losses=np.array(losses), **{name: p.numpy() for name, p in net.named_parameters()})
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_and_rounding():
+    """The CPU's float32 run and, for each parameter (and the losses), the largest distance float32's rounding
+    puts between it and the same run in float64; at least one float32 step of the largest value."""
+    cpu, exact = _twenty_steps("cpu"), _twenty_steps("cpu", np.float64)
+    spread = {k: max(float(np.abs(v - exact[k]).max()), float(np.spacing(np.abs(v).max()))) for k, v in cpu.items()}
+    return cpu, spread
+
+
+def _beyond_rounding(run, cpu, spread):
+    """{name: distance / spread} of what `run` puts further from the CPU's than ROUNDING_FACTOR x the spread."""
+    ratios = {k: float(np.abs(np.asarray(run[k], dtype=np.float64) - v).max()) / spread[k] for k, v in cpu.items()}
+    return {k: r for k, r in ratios.items() if r > ROUNDING_FACTOR}
+
+
+def test_twenty_steps_on_the_gpu_match_the_cpu(cuda_device):
+    """The same weights copied to the device and twenty steps later the same losses and weights, to within
+    ROUNDING_FACTOR times what float32's rounding alone does to them on the CPU (measured here, each time)."""
+    cpu, spread = _cpu_and_rounding()
+    assert _beyond_rounding(_twenty_steps("cuda"), cpu, spread) == {}
+
+
+def test_twenty_steps_with_a_gradient_one_percent_off_do_not_match():
+    """The tolerance leaves room for rounding, not for bugs: every gradient scaled by 1.01 (as a learning rate
+    1% high does) puts the losses and most weights beyond it."""
+    cpu, spread = _cpu_and_rounding()
+    beyond = _beyond_rounding(_twenty_steps("cpu", lr_scale=1.01), cpu, spread)
+    assert "losses" in beyond and len(beyond) > len(cpu) // 2, beyond
