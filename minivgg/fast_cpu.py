@@ -14,12 +14,14 @@ short:
 - Products on the same pool. The convolution's and the linear layer's matrix products are cut into
   parts, each run at one OpenBLAS thread on the pool (see `matmul`): OpenBLAS's own threads, which spin
   on the cores after each product, are never woken, so the pool's threads have the cores to themselves.
-- Buffers kept. The large temporaries of a convolution (padded images, im2col columns) are made in
-  buffers each thread keeps for the next op (see `scratch`): a fresh large array costs page faults on
-  every step.
+- Memory kept. glibc hands large blocks back to the OS when they are freed, so a fresh large array costs
+  page faults (the OS zeroing new pages) on every step. The ops' large outputs are made in buffers kept
+  for reuse once the arrays made in them are gone (see `new_array`), and a convolution's temporaries
+  (padded images, im2col columns) in buffers each thread keeps (see `scratch`).
 - Outputs keep their input's memory order, so elementwise passes read both arrays in order.
 """
 import math
+import sys
 import threading
 
 import numpy as np
@@ -77,9 +79,55 @@ def scratch(role, shape, dtype):
     return kept[role][:nbytes].view(dtype).reshape(shape)
 
 
+KEEP_MIN_BYTES = 1 << 20  # smaller arrays are left to the allocator, which reuses them itself
+KEEP_REQUESTS = 512  # a kept buffer unused for this many new_array calls is let go
+_kept_lock = threading.Lock()
+_kept = []  # [flat byte buffer, number of the new_array call that last handed it out]
+_requests = 0
+
+
+def _unused(entry):
+    """True when no array made in the entry's buffer is alive: each holds a reference to it (as its base);
+    the other two are the entry's and this call's."""
+    return sys.getrefcount(entry[0]) == 2
+
+
+def new_array(shape, dtype, order=None, zero=False):
+    """A new array of `shape` laid out in axis order `order` (slowest first; default C order), zeroed when
+    `zero`: for a large one, made in a kept buffer that no living array uses any more, the smallest of
+    those at least its size and at most twice that.
+
+    The ops' large outputs (activations, gradients) have the same sizes on every step, and the arrays
+    made in a buffer are gone by the time the next step asks for one of that size: after a step or two,
+    no large output costs page faults. Buffers nothing has asked for in KEEP_REQUESTS calls are let go;
+    release_buffers() lets go of all that are unused now."""
+    global _requests
+    order = tuple(range(len(shape))) if order is None else order
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if nbytes < KEEP_MIN_BYTES:
+        make = np.zeros if zero else np.empty
+        return _in_order(lambda s: make(s, dtype=dtype), shape, order)
+    with _kept_lock:
+        _requests += 1
+        fits = [e for e in _kept if nbytes <= e[0].size <= 2 * nbytes and _unused(e)]
+        entry = min(fits, key=lambda e: e[0].size, default=None)  # the smallest that fits
+        if entry is None:
+            _kept[:] = [e for e in _kept if e[1] > _requests - KEEP_REQUESTS or not _unused(e)]
+            entry = [np.empty(nbytes, dtype=np.uint8), 0]
+            _kept.append(entry)
+        entry[1] = _requests
+        array = _in_order(lambda s: entry[0][:nbytes].view(dtype).reshape(s), shape, order)
+    if zero:
+        _elementwise(lambda i: array.__setitem__(i, 0), array)
+    return array
+
+
 def release_buffers():
-    """Free the buffers the fast tier keeps for the calling thread (they are made again when needed)."""
+    """Let go of the buffers the fast tier keeps: the calling thread's, and those no living array uses
+    (they are made again when needed)."""
     _buffers.by_role.clear()
+    with _kept_lock:
+        _kept[:] = [e for e in _kept if not _unused(e)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -103,7 +151,7 @@ def matmul(a, b, out=None):
     """
     (m, k), n = a.shape, b.shape[1]
     if out is None:
-        out = np.empty((m, n), dtype=np.result_type(a, b))
+        out = new_array((m, n), np.result_type(a, b))
     if not cpu.blas_threads_controllable():
         return np.matmul(a, b, out=out)
     with cpu.one_blas_thread():
@@ -184,7 +232,7 @@ def col2im_batch_last(col, input_shape, kernel, stride, padding, out=None):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
     col = col.reshape(c, kh, kw, oh, ow, n)
-    padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype) if out is None else out
+    padded = new_array((c, h + 2 * ph, w + 2 * pw, n), col.dtype, zero=True) if out is None else out
 
     def fold(cs):  # channels cs
         for i in range(kh):
@@ -230,7 +278,7 @@ class Conv2dFunction(F.Conv2dFunction):
         self.kernel = weight.shape[2:]
         oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         self.groups = channel_groups(x.shape, self.kernel, (oh, ow), x.itemsize)
-        y = np.empty((k, oh * ow * n), dtype=x.dtype)
+        y = new_array((k, oh * ow * n), x.dtype)
         for i, cs in enumerate(self.groups):
             col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding, kept=True)
             if i == 0:
@@ -257,7 +305,7 @@ class Conv2dFunction(F.Conv2dFunction):
                 col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding, kept=True)
                 gw[:, cs] = matmul_summed(g, col.T).reshape(k, -1, kh, kw)
         if self.needs_input_grad[0]:
-            padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=g.dtype)
+            padded = new_array((c, h + 2 * ph, w + 2 * pw, n), g.dtype, zero=True)
             for cs in self.groups:
                 rows = weight[:, cs].reshape(k, -1).T  # (len(cs)*KH*KW, K)
                 gcol = matmul(rows, g, out=scratch("columns", (rows.shape[0], g.shape[1]), g.dtype))
@@ -293,9 +341,9 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         else:
             padded = x
         layout = memory_order(padded)
-        best = _in_order(lambda s: np.empty(s, dtype=x.dtype), (n, c, oh, ow), layout)
+        best = new_array((n, c, oh, ow), x.dtype, layout)
         index_type = np.uint8 if kh * kw < 256 else np.int32
-        argmax = _in_order(lambda s: np.empty(s, dtype=index_type), (n, c, oh, ow), layout)
+        argmax = new_array((n, c, oh, ow), index_type, layout)
 
         def pool(cs):  # channels cs; channels are independent
             top, where, source = best[:, cs], argmax[:, cs], padded[:, cs]
@@ -317,7 +365,7 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
 
     def backward(self, gy):
         (ph, pw), (h, w) = self.padding, self.x_shape[2:]
-        gx = _in_order(lambda s: np.zeros(s, dtype=gy.dtype), self.padded_shape, self.x_layout)
+        gx = new_array(self.padded_shape, gy.dtype, self.x_layout, zero=True)
         oh, ow = gy.shape[-2:]
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
 
@@ -359,14 +407,14 @@ class ReLUFunction(F.ReLUFunction):
     """The reference ReLU in slices on threads, each output in its input's memory order."""
 
     def forward(self, x):
-        y = np.empty_like(x)  # same memory order as x
+        y = new_array(x.shape, x.dtype, memory_order(x))  # same memory order as x
         _elementwise(lambda i: np.maximum(x[i], 0, out=y[i]), x)
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         y, = self.saved_tensors
-        gx = np.empty_like(gy)
+        gx = new_array(gy.shape, gy.dtype, memory_order(gy))
         _elementwise(lambda i: np.multiply(gy[i], y[i] > 0, out=gx[i]), gy)
         return gx
 

@@ -549,3 +549,48 @@ def test_import_finds_no_blas_and_starts_no_thread_until_a_fast_op_runs():
             "mv.functional.conv2d(x, mv.tensor(np.ones((4, 3, 3, 3), np.float32))); "
             "assert cpu._blas is not None")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_new_array_reuses_a_buffer_only_once_nothing_uses_it(monkeypatch):
+    """A large array is made in a kept buffer when no living array (or view of one) uses it: the same
+    memory on the next step, never memory an array still holds; buffers left unused are let go."""
+    monkeypatch.setattr(fast_cpu, "_kept", [])
+    size = fast_cpu.KEEP_MIN_BYTES // 4
+    a = fast_cpu.new_array((2, size), np.float32, order=(1, 0))
+    assert a.shape == (2, size) and fast_cpu.memory_order(a) == (1, 0)
+    view = a[:, 1:].T  # a view keeps the buffer in use
+    del a
+    b = fast_cpu.new_array((2, size), np.float32, zero=True)
+    assert not np.shares_memory(b, view) and not b.any() and len(fast_cpu._kept) == 2
+    address = b.ctypes.data
+    del b
+    c = fast_cpu.new_array((size,), np.float32)  # half the size: fits in b's buffer
+    assert c.ctypes.data == address and len(fast_cpu._kept) == 2
+    small = fast_cpu.new_array((3, 4), np.float32, zero=True)
+    assert not small.any() and len(fast_cpu._kept) == 2  # small arrays are left to the allocator
+    del view, c
+    monkeypatch.setattr(fast_cpu, "KEEP_REQUESTS", 1)
+    fast_cpu.new_array((3 * size,), np.float32)  # a new size: the two unused buffers are let go
+    assert len(fast_cpu._kept) == 1
+    fast_cpu.release_buffers()
+    assert fast_cpu._kept == []
+
+
+@pytest.mark.usefixtures("fast_kernels")
+def test_a_training_step_makes_no_new_large_buffer_after_the_first():
+    """From the second step on, every large output of the fast ops is made in a kept buffer."""
+    mv.manual_seed(0)
+    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, 32, 32))
+    rng = np.random.default_rng(0)
+    x, y = mv.tensor(rng.random((32, 1, 32, 32), dtype=np.float32)), mv.tensor(rng.integers(0, 10, 32))
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    fast_cpu.release_buffers()
+    made = []
+    for _ in range(3):
+        before = {id(e[0]) for e in fast_cpu._kept}
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        made.append(len({id(e[0]) for e in fast_cpu._kept} - before))
+    assert made[0] > 0 and made[1:] == [0, 0]
