@@ -173,13 +173,17 @@ def run(device="cuda", size=224, batch=128, steps=3, say=print):
             say(f"kernels on the GPU{label} against the CPU (float32, same inputs, forward and backward):")
             with tiers.kernels(tier):
                 failed += [name + suffix for name in _check_kernels(device, say)]
-        try:
-            ok, seen = _training_step(device, size, batch, steps, say)
-        except Exception as exc:
-            ok, seen = False, f"{type(exc).__name__}: {exc}"
-        if not ok:
-            say(f"  FAILED  {seen}")
-            failed.append("training step")
+        for tier, label, suffix in _gpu_tiers():
+            with tiers.kernels(tier):
+                if label:
+                    say(f"timed{label.rstrip(',')}:")
+                try:
+                    ok, seen = _training_step(device, size, batch, steps, say)
+                except Exception as exc:
+                    ok, seen = False, f"{type(exc).__name__}: {exc}"
+            if not ok:
+                say(f"  FAILED  {seen}")
+                failed.append("training step" + suffix)
     if failed:
         say(f"GPU path FAILED: {', '.join(failed)} (send this whole output with the bug report)")
         return 1

@@ -266,7 +266,13 @@ def test_the_simulator_takes_what_a_launch_takes(monkeypatch):
 
 # ---- the doctor checks both tiers when the fast GPU tier is on -----------------------------------------------
 def test_doctor_checks_the_kernels_of_both_tiers(monkeypatch, capsys):
-    monkeypatch.setattr(doctor, "_training_step", lambda *a: (True, ""))  # a VGG step is too long to simulate
+    timed_under = []
+
+    def training_step(*args):  # a VGG step is too long to simulate: note the tier it would be timed under
+        timed_under.append(tiers.get_kernels())
+        return True, ""
+
+    monkeypatch.setattr(doctor, "_training_step", training_step)
     previous = tiers.enable_fast_gpu(True)
     try:
         with installed(monkeypatch):
@@ -278,3 +284,4 @@ def test_doctor_checks_the_kernels_of_both_tiers(monkeypatch, capsys):
     headers = [line for line in lines if line.startswith("kernels on the GPU")]
     assert len(headers) == 2 and "reference kernels" in headers[0] and "fast_gpu.py" in headers[1]
     assert sum(line.split()[:2] == ["conv2d", "ok"] for line in lines) == 2, lines
+    assert timed_under == ["reference", "fast"]  # a step timed under each tier
