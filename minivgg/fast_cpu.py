@@ -23,6 +23,7 @@ short:
 import math
 import sys
 import threading
+import tracemalloc
 
 import numpy as np
 
@@ -72,6 +73,8 @@ def scratch(role, shape, dtype):
     the same role in this thread: callers use one only within an op, never return it, and give two arrays
     alive at the same time different roles."""
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    if tracemalloc.is_tracing():  # see new_array
+        return np.empty(shape, dtype=dtype)
     kept = _buffers.by_role
     if role not in kept or kept[role].size < nbytes:
         kept.pop(role, None)  # the smaller one is freed before the larger is made
@@ -100,11 +103,13 @@ def new_array(shape, dtype, order=None, zero=False):
     The ops' large outputs (activations, gradients) have the same sizes on every step, and the arrays
     made in a buffer are gone by the time the next step asks for one of that size: after a step or two,
     no large output costs page faults. Buffers nothing has asked for in KEEP_REQUESTS calls are let go;
-    release_buffers() lets go of all that are unused now."""
+    release_buffers() lets go of all that are unused now. While tracemalloc traces, every array is new:
+    it counts only memory allocated while it runs, and a program measuring its memory with it should see
+    each array."""
     global _requests
     order = tuple(range(len(shape))) if order is None else order
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    if nbytes < KEEP_MIN_BYTES:
+    if nbytes < KEEP_MIN_BYTES or tracemalloc.is_tracing():
         make = np.zeros if zero else np.empty
         return _in_order(lambda s: make(s, dtype=dtype), shape, order)
     with _kept_lock:

@@ -576,6 +576,26 @@ def test_new_array_reuses_a_buffer_only_once_nothing_uses_it(monkeypatch):
     assert fast_cpu._kept == []
 
 
+def test_while_tracemalloc_traces_every_array_is_new_and_counted(monkeypatch):
+    """tracemalloc counts only memory allocated while it traces: a program measuring what an op holds
+    with it sees every array, none made in a buffer kept from before."""
+    import tracemalloc
+
+    monkeypatch.setattr(fast_cpu, "_kept", [])
+    size = fast_cpu.KEEP_MIN_BYTES
+    del_me = fast_cpu.new_array((size,), np.uint8)
+    del del_me  # an unused kept buffer of the size asked for next
+    tracemalloc.start()
+    try:
+        a = fast_cpu.new_array((size,), np.uint8)
+        b = fast_cpu.scratch("columns", (size,), np.uint8)
+        assert tracemalloc.get_traced_memory()[0] >= 2 * size
+    finally:
+        tracemalloc.stop()
+    assert len(fast_cpu._kept) == 1 and not np.shares_memory(a, fast_cpu._kept[0][0])
+    assert not any(np.shares_memory(b, k) for k in fast_cpu._buffers.by_role.values())
+
+
 @pytest.mark.usefixtures("fast_kernels")
 def test_a_training_step_makes_no_new_large_buffer_after_the_first():
     """From the second step on, every large output of the fast ops is made in a kept buffer."""
