@@ -1,18 +1,14 @@
-"""CPU machinery for the fast kernels: a small thread pool, and control of OpenBLAS's own threads so that
-the fast tier's matrix products run on that pool, one BLAS thread each.
+"""CPU machinery for the fast kernels: a small thread pool for elementwise work, and `tune()`, the one
+explicit call that adjusts the process for training speed (the CLI and the benchmarks make it).
 
-Nothing here runs at `import minivgg`, and nothing a fast op changes outlasts it: the pool starts on the
-first large op, and OpenBLAS's thread count is set for each product and put back when it returns (or
-raises). A process needs no settings, restart or call to run the fast tier at its speed.
+Nothing here runs at `import minivgg`: a user's process is left as it was until `tune()` is called.
 """
-import contextlib
 import os
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-CPU_THREADS = max(1, min(4, CORES))  # parts of an elementwise job: a few cores already saturate memory
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CPU_THREADS = max(1, min(4, _cores))
 PARALLEL_MIN_SIZE = 1 << 17  # elements; below this the hand-off to threads costs more than it saves
 _pool = None
 
@@ -20,7 +16,7 @@ _pool = None
 def _thread_pool():
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(CORES, thread_name_prefix="minivgg")
+        _pool = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="minivgg")
     return _pool
 
 
@@ -29,16 +25,15 @@ def parallel_map(fn, items):
     return list(_thread_pool().map(fn, items))
 
 
-def parallel(fn, length, size, parts=None):
+def parallel(fn, length, size):
     """Call fn(part) for slices `part` that together cover range(length), on several cores when it pays.
 
     NumPy runs each elementwise loop on one core but releases the GIL inside it, so disjoint slices of
     one large array, handed to threads, run at the same time. `size` is how many elements the whole job
-    touches; small jobs (and one-core machines) get the single call fn(slice(0, length)). `parts`: at
-    most this many slices (default CPU_THREADS). Each fn(part) must write only its own part of the
-    output: the parts run at the same time.
+    touches; small jobs (and one-core machines) get the single call fn(slice(0, length)). Each fn(part)
+    must write only its own part of the output: the parts run at the same time.
     """
-    parts = min(CPU_THREADS if parts is None else parts, length)
+    parts = min(CPU_THREADS, length)
     if parts < 2 or size < PARALLEL_MIN_SIZE:
         fn(slice(0, length))
         return
@@ -52,97 +47,30 @@ def parallel(fn, length, size, parts=None):
             future.result()
 
 
-# ---- OpenBLAS's threads ---------------------------------------------------------------------------------
-# After each product OpenBLAS's own threads spin for a while (OPENBLAS_THREAD_TIMEOUT, read only at
-# start-up) waiting for the next one, taking the cores the fast kernels' threads need. So the fast tier runs
-# its products at one BLAS thread, cut in parts on the pool above: OpenBLAS's threads are never woken.
-# OpenBLAS's thread count is one number for the whole process: set it for the product, then put it back.
-_blas = None  # (get_num_threads, set_num_threads) of the OpenBLAS NumPy loaded, False where none is found
-_blas_lock = threading.Lock()
-_blas_users = 0  # products running at one BLAS thread now, from any thread
-_blas_saved = None  # the thread count to put back when the last of them ends
+# ---- the allocator ------------------------------------------------------------------------------------
+# A training step frees and allocates the same large arrays (im2col columns, activations, gradients)
+# every time. By default glibc returns blocks above a threshold to the OS and maps fresh pages for the
+# next one, so every step pays page faults on them. Serving every block from the heap (no mmap) and
+# trimming only above 1 GB keeps freed blocks for reuse. Only glibc has mallopt.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
-def _find_openblas():
-    """OpenBLAS's (get, set) thread-count functions, found as threadpoolctl finds them: among the shared
-    libraries loaded into this process (/proc/self/maps, so Linux only) under the names of the builds NumPy
-    ships (scipy-openblas prefixes its symbols and adds a suffix for 64-bit integers). None if not found."""
-    import ctypes
-
-    import numpy  # noqa: F401 (loads the BLAS it uses)
-
+def keep_freed_memory_for_reuse():
+    """Tune glibc's malloc as described above; True when it was applied (not when the user set
+    MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_, nor off glibc)."""
+    if not sys.platform.startswith("linux") or {"MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
+        return False
     try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split(None, 5)[5].strip() for line in f if line.count(" ") >= 5 and "openblas" in line.lower()}
-    except (OSError, IndexError):
-        return None
-    for path in sorted(paths):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_", ""):
-            for suffix in ("64_", "_64", ""):
-                get = getattr(lib, f"{prefix}openblas_get_num_threads{suffix}", None)
-                set_ = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    get.restype, get.argtypes = ctypes.c_int, []
-                    set_.restype, set_.argtypes = None, [ctypes.c_int]
-                    return get, set_
-    return None
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
 
 
-def blas_threads_controllable():
-    """True when the fast tier can run NumPy's BLAS at one thread (OpenBLAS on Linux); elsewhere its
-    products are left whole to the BLAS and its own threads."""
-    global _blas
-    if _blas is None:
-        _blas = _find_openblas() or False
-    return bool(_blas)
-
-
-def blas_thread_count():
-    """OpenBLAS's thread count for this process now (None when it cannot be read)."""
-    return _blas[0]() if blas_threads_controllable() else None
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """Run the block with OpenBLAS at one thread, then put back the thread count it had, also when the
-    block raises. Blocks in several threads at once share one setting: the first sets it, the last puts
-    it back. Other threads' products during the block run at one thread too."""
-    global _blas_users, _blas_saved
-    if not blas_threads_controllable():
-        yield
-        return
-    get, set_ = _blas
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_saved = get()
-            set_(1)
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                set_(_blas_saved)
-
-
-def tune():
-    """Nothing to do any more; kept so that scripts calling it still run. Returns {} (no setting applied).
-
-    It once set glibc's allocator to keep freed memory and reported OpenBLAS's start-up settings: the
-    fast tier now reuses its own large buffers and runs its products without OpenBLAS's threads, so a
-    process needs neither."""
-    return {}
-
-
-# ---- OpenBLAS's kernels: an option -----------------------------------------------------------------------
-# OpenBLAS chooses its kernels once, when NumPy loads it; OPENBLAS_CORETYPE in the environment before that
-# overrides its choice, and nothing can change it later. Nothing in minivgg needs it; on AMD processors with
-# AVX-512 the Zen kernels run the fast tier's products faster, so a user may start Python with it.
+# ---- OpenBLAS's start-up settings ---------------------------------------------------------------------
+# OpenBLAS reads these once, when NumPy loads it; a process must have them in its environment before that.
 def preferred_blas_core(cpuinfo=None):
     """The OpenBLAS kernel family to ask for on this CPU (OPENBLAS_CORETYPE), or None to keep its own choice.
 
@@ -163,22 +91,43 @@ def preferred_blas_core(cpuinfo=None):
 
 
 def blas_settings(environ=None):
-    """{variable: value} for OpenBLAS's start-up, leaving out any already in `environ` (default
-    os.environ: what the user set wins): OPENBLAS_CORETYPE where preferred_blas_core() asks for one."""
+    """{variable: value} OpenBLAS should start with for training, leaving out any already in `environ`
+    (default os.environ: what the user set wins): OPENBLAS_THREAD_TIMEOUT (after each product its idle
+    threads spin for a long while, taking the cores the fast kernels' threads need; a short spin gives
+    them back) and, where it pays, OPENBLAS_CORETYPE (see preferred_blas_core)."""
     environ = os.environ if environ is None else environ
-    wanted = {"OPENBLAS_CORETYPE": preferred_blas_core()}
+    wanted = {"OPENBLAS_THREAD_TIMEOUT": "10", "OPENBLAS_CORETYPE": preferred_blas_core()}
     return {k: v for k, v in wanted.items() if v is not None and k not in environ}
 
 
 def restart_with_blas_settings(argv=None):
     """Start this program again with blas_settings() in its environment, unless nothing is missing.
 
-    `argv`: the arguments after the interpreter (default: this process's own, sys.orig_argv). Returns
-    only if nothing was missing; does nothing off POSIX and when run interactively (at the Python prompt,
-    in Jupyter), where a restart would lose the user's work."""
+    Importing minivgg has loaded NumPy, and with it OpenBLAS, before this can run: the only way to give
+    OpenBLAS its settings is a fresh process. Call it first thing in a script (the `minivgg` command
+    does). `argv`: the arguments after the interpreter (default: this process's own, sys.orig_argv).
+    Returns only if nothing was missing; does nothing off POSIX and when run interactively (at the Python
+    prompt, in Jupyter), where a restart would lose the user's work: there, set the variables before
+    starting Python."""
     settings = blas_settings()
     interactive = hasattr(sys, "ps1") or sys.flags.interactive or "ipykernel" in sys.modules
     if not settings or os.name != "posix" or interactive:
         return
     argv = sys.orig_argv[1:] if argv is None else argv
     os.execve(sys.executable, [sys.executable, *argv], dict(os.environ, **settings))
+
+
+def tune():
+    """Adjust this process for training on the CPU; returns {setting: applied?}.
+
+    - `allocator`: freed large blocks are kept for reuse (see keep_freed_memory_for_reuse).
+    - `openblas_thread_timeout`, `openblas_coretype`: whether this process started with these OpenBLAS
+      settings (see blas_settings); only a process that set them before NumPy loaded has them (the
+      `minivgg` command and restart_with_blas_settings() do). The core type is listed only on CPUs
+      where preferred_blas_core() asks for one.
+    """
+    applied = {"allocator": keep_freed_memory_for_reuse(),
+               "openblas_thread_timeout": "OPENBLAS_THREAD_TIMEOUT" in os.environ}
+    if preferred_blas_core() is not None:
+        applied["openblas_coretype"] = "OPENBLAS_CORETYPE" in os.environ
+    return applied

@@ -11,19 +11,9 @@ short:
   and the convolution's backward reads the gradient in that order for free.
 - Threads. NumPy runs an elementwise loop on one core; large kernels here cut their work into channel
   slices, and optimizer updates into pieces, run on the CPU thread pool (`minivgg.cpu`).
-- Products on the same pool. The convolution's and the linear layer's matrix products are cut into
-  parts, each run at one OpenBLAS thread on the pool (see `matmul`): OpenBLAS's own threads, which spin
-  on the cores after each product, are never woken, so the pool's threads have the cores to themselves.
-- Memory kept. glibc hands large blocks back to the OS when they are freed, so a fresh large array costs
-  page faults (the OS zeroing new pages) on every step. The ops' large outputs are made in buffers kept
-  for reuse once the arrays made in them are gone (see `new_array`), and a convolution's temporaries
-  (padded images, im2col columns) in buffers each thread keeps (see `scratch`).
 - Outputs keep their input's memory order, so elementwise passes read both arrays in order.
 """
 import math
-import sys
-import threading
-import tracemalloc
 
 import numpy as np
 
@@ -55,156 +45,19 @@ def _elementwise(fn, like):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Buffers kept for the next op
-# ---------------------------------------------------------------------------------------------------
-class _Buffers(threading.local):
-    def __init__(self):
-        self.by_role = {}  # role -> flat byte array, as large as that role has needed so far
-
-
-_buffers = _Buffers()
-
-
-def scratch(role, shape, dtype):
-    """An uninitialised array of `shape` in this thread's buffer for `role`, grown when too small.
-
-    glibc hands large blocks back to the OS when they are freed, so a fresh array of columns costs page
-    faults on each step; a kept buffer costs them once. The array is overwritten by the next request for
-    the same role in this thread: callers use one only within an op, never return it, and give two arrays
-    alive at the same time different roles."""
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    if tracemalloc.is_tracing():  # see new_array
-        return np.empty(shape, dtype=dtype)
-    kept = _buffers.by_role
-    if role not in kept or kept[role].size < nbytes:
-        kept.pop(role, None)  # the smaller one is freed before the larger is made
-        kept[role] = np.empty(nbytes, dtype=np.uint8)
-    return kept[role][:nbytes].view(dtype).reshape(shape)
-
-
-KEEP_MIN_BYTES = 1 << 20  # smaller arrays are left to the allocator, which reuses them itself
-KEEP_REQUESTS = 512  # a kept buffer unused for this many new_array calls is let go
-_kept_lock = threading.Lock()
-_kept = []  # [flat byte buffer, number of the new_array call that last handed it out]
-_requests = 0
-
-
-def _unused(entry):
-    """True when no array made in the entry's buffer is alive: each holds a reference to it (as its base);
-    the other two are the entry's and this call's."""
-    return sys.getrefcount(entry[0]) == 2
-
-
-def new_array(shape, dtype, order=None, zero=False):
-    """A new array of `shape` laid out in axis order `order` (slowest first; default C order), zeroed when
-    `zero`: for a large one, made in a kept buffer that no living array uses any more, the smallest of
-    those at least its size and at most twice that.
-
-    The ops' large outputs (activations, gradients) have the same sizes on every step, and the arrays
-    made in a buffer are gone by the time the next step asks for one of that size: after a step or two,
-    no large output costs page faults. Buffers nothing has asked for in KEEP_REQUESTS calls are let go;
-    release_buffers() lets go of all that are unused now. While tracemalloc traces, every array is new:
-    it counts only memory allocated while it runs, and a program measuring its memory with it should see
-    each array."""
-    global _requests
-    order = tuple(range(len(shape))) if order is None else order
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    if nbytes < KEEP_MIN_BYTES or tracemalloc.is_tracing():
-        make = np.zeros if zero else np.empty
-        return _in_order(lambda s: make(s, dtype=dtype), shape, order)
-    with _kept_lock:
-        _requests += 1
-        fits = [e for e in _kept if nbytes <= e[0].size <= 2 * nbytes and _unused(e)]
-        entry = min(fits, key=lambda e: e[0].size, default=None)  # the smallest that fits
-        if entry is None:
-            _kept[:] = [e for e in _kept if e[1] > _requests - KEEP_REQUESTS or not _unused(e)]
-            entry = [np.empty(nbytes, dtype=np.uint8), 0]
-            _kept.append(entry)
-        entry[1] = _requests
-        array = _in_order(lambda s: entry[0][:nbytes].view(dtype).reshape(s), shape, order)
-    if zero:
-        _elementwise(lambda i: array.__setitem__(i, 0), array)
-    return array
-
-
-def release_buffers():
-    """Let go of the buffers the fast tier keeps: the calling thread's, and those no living array uses
-    (they are made again when needed)."""
-    _buffers.by_role.clear()
-    with _kept_lock:
-        _kept[:] = [e for e in _kept if not _unused(e)]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Matrix products on the CPU thread pool
-# ---------------------------------------------------------------------------------------------------
-PART_MIN_MACS = 1 << 21  # multiply-adds per part of a product below which it is not cut: the hand-off costs more
-PART_MIN_COLUMNS = 16  # fewest columns in a part: thinner products run far below the BLAS's peak
-
-
-def _product_parts(m, k, n, length):
-    """How many parts to cut an (m, k) @ (k, n) product into, along an axis of `length`."""
-    return max(1, min(cpu.CORES, m * k * n // PART_MIN_MACS, length // PART_MIN_COLUMNS))
-
-
-def matmul(a, b, out=None):
-    """a @ b for 2-D a (M, K) and b (K, N), written into `out` (a new C-ordered (M, N) array when None).
-
-    The columns of b and out are cut into parts, one per core, each an ordinary product at one OpenBLAS
-    thread on the CPU thread pool (see minivgg.cpu.one_blas_thread); OpenBLAS's thread count is put back
-    when it returns. Where NumPy's BLAS is not an OpenBLAS we can control, the product is left whole to it.
-    """
-    (m, k), n = a.shape, b.shape[1]
-    if out is None:
-        out = new_array((m, n), np.result_type(a, b))
-    if not cpu.blas_threads_controllable():
-        return np.matmul(a, b, out=out)
-    with cpu.one_blas_thread():
-        cpu.parallel(lambda cols: np.matmul(a, b[:, cols], out=out[:, cols]), n, a.size + b.size + out.size,
-                     parts=_product_parts(m, k, n, n))
-    return out
-
-
-def matmul_summed(a, b):
-    """a @ b for 2-D a (M, K) and b (K, N) with a long inner dimension K and a small result, such as a
-    weight gradient: K is cut into parts, one per core, whose products (at one OpenBLAS thread each, on
-    the CPU thread pool) are added up. Cutting the columns instead would have every part pack all of b."""
-    (m, k), n = a.shape, b.shape[1]
-    if not cpu.blas_threads_controllable():
-        return a @ b
-    parts = _product_parts(m, k, n, k)
-    bounds = [k * i // parts for i in range(parts + 1)]
-    partial = np.empty((parts, m, n), dtype=np.result_type(a, b))
-
-    def multiply(ps):  # parts ps
-        for i in range(ps.start, ps.stop):
-            inner = slice(bounds[i], bounds[i + 1])
-            np.matmul(a[:, inner], b[inner], out=partial[i])
-
-    with cpu.one_blas_thread():
-        cpu.parallel(multiply, parts, a.size + b.size, parts=parts)
-    total = partial[0]
-    for i in range(1, parts):
-        total += partial[i]
-    return total
-
-
-# ---------------------------------------------------------------------------------------------------
 # im2col with the batch innermost
 # ---------------------------------------------------------------------------------------------------
-def im2col_batch_last(x, kernel, stride, padding, kept=False):
+def im2col_batch_last(x, kernel, stride, padding):
     """x (N, C, H, W) -> col (C*KH*KW, OH*OW*N): the reference im2col with columns ordered (oh, ow, n).
 
     Images are held as (C, H, W, N), so each of the KH*KW strided copies moves runs of OW*N values;
-    only the padding border is zeroed, and channel slices run on threads. `kept`: make the columns in
-    the thread's kept buffer for them (see scratch), valid until the next such call, not a new array.
+    only the padding border is zeroed, and channel slices run on threads.
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
-    make = (lambda role, shape: scratch(role, shape, x.dtype)) if kept else (lambda role, shape: np.empty(shape, x.dtype))
-    padded = make("padded images", (c, h + 2 * ph, w + 2 * pw, n))
-    col = make("columns", (c, kh, kw, oh, ow, n))
+    padded = np.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+    col = np.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
 
     def unroll(cs):  # channels cs; channels are independent
         padded[cs, ph:ph + h, pw:pw + w, :] = x[:, cs].transpose(1, 2, 3, 0)
@@ -237,7 +90,7 @@ def col2im_batch_last(col, input_shape, kernel, stride, padding, out=None):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
     col = col.reshape(c, kh, kw, oh, ow, n)
-    padded = new_array((c, h + 2 * ph, w + 2 * pw, n), col.dtype, zero=True) if out is None else out
+    padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype) if out is None else out
 
     def fold(cs):  # channels cs
         for i in range(kh):
@@ -274,8 +127,7 @@ class Conv2dFunction(F.Conv2dFunction):
     Memory: it keeps the input x for backward, not the columns (KH*KW times larger), and unrolls x again
     there for the weight gradient (x is kept anyway: it is the previous ReLU's output, which that ReLU
     keeps). A layer whose columns exceed COLUMN_BUDGET is unrolled a group of input channels at a time,
-    each group's product added up, so a step holds little beyond its activations. Columns are made in
-    kept buffers (see scratch), and the products run on the thread pool (see matmul)."""
+    each group's product added up, so a step holds little beyond its activations."""
 
     def forward(self, x, weight, bias=None):
         F._check_conv_inputs(x, weight)
@@ -283,13 +135,11 @@ class Conv2dFunction(F.Conv2dFunction):
         self.kernel = weight.shape[2:]
         oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         self.groups = channel_groups(x.shape, self.kernel, (oh, ow), x.itemsize)
-        y = new_array((k, oh * ow * n), x.dtype)
-        for i, cs in enumerate(self.groups):
-            col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding, kept=True)
-            if i == 0:
-                matmul(weight[:, cs].reshape(k, -1), col, out=y)  # (K, OH*OW*N)
-            else:
-                y += matmul(weight[:, cs].reshape(k, -1), col, out=scratch("partial output", y.shape, y.dtype))
+        y = None
+        for cs in self.groups:
+            col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding)
+            part = weight[:, cs].reshape(k, -1) @ col  # (K, OH*OW*N)
+            y = part if y is None else np.add(y, part, out=y)
         y = y.reshape(k, oh, ow, n)
         if bias is not None:
             y += bias.reshape(k, 1, 1, 1)
@@ -307,15 +157,16 @@ class Conv2dFunction(F.Conv2dFunction):
         if self.needs_input_grad[1]:
             gw = np.empty((k, c, kh, kw), dtype=g.dtype)
             for cs in self.groups:
-                col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding, kept=True)
-                gw[:, cs] = matmul_summed(g, col.T).reshape(k, -1, kh, kw)
+                col = im2col_batch_last(x[:, cs], self.kernel, self.stride, self.padding)
+                gw[:, cs] = (g @ col.T).reshape(k, -1, kh, kw)
+                del col  # before the next group's columns
         if self.needs_input_grad[0]:
-            padded = new_array((c, h + 2 * ph, w + 2 * pw, n), g.dtype, zero=True)
+            padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=g.dtype)
             for cs in self.groups:
-                rows = weight[:, cs].reshape(k, -1).T  # (len(cs)*KH*KW, K)
-                gcol = matmul(rows, g, out=scratch("columns", (rows.shape[0], g.shape[1]), g.dtype))
+                gcol = weight[:, cs].reshape(k, -1).T @ g  # (len(cs)*KH*KW, OH*OW*N)
                 group_shape = (n, cs.stop - cs.start, h, w)
                 col2im_batch_last(gcol, group_shape, self.kernel, self.stride, self.padding, out=padded[cs])
+                del gcol
             gx = padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
         if F._wants(self, 2):
             gb = g.sum(axis=1)
@@ -346,9 +197,9 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         else:
             padded = x
         layout = memory_order(padded)
-        best = new_array((n, c, oh, ow), x.dtype, layout)
+        best = _in_order(lambda s: np.empty(s, dtype=x.dtype), (n, c, oh, ow), layout)
         index_type = np.uint8 if kh * kw < 256 else np.int32
-        argmax = new_array((n, c, oh, ow), index_type, layout)
+        argmax = _in_order(lambda s: np.empty(s, dtype=index_type), (n, c, oh, ow), layout)
 
         def pool(cs):  # channels cs; channels are independent
             top, where, source = best[:, cs], argmax[:, cs], padded[:, cs]
@@ -370,7 +221,7 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
 
     def backward(self, gy):
         (ph, pw), (h, w) = self.padding, self.x_shape[2:]
-        gx = new_array(self.padded_shape, gy.dtype, self.x_layout, zero=True)
+        gx = _in_order(lambda s: np.zeros(s, dtype=gy.dtype), self.padded_shape, self.x_layout)
         oh, ow = gy.shape[-2:]
         overlapping = any(s < k for s, k in zip(self.stride, self.kernel))
 
@@ -386,40 +237,19 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         return gx if not (ph or pw) else gx[:, :, ph:ph + h, pw:pw + w]
 
 
-@fast_variant_of(F.LinearFunction)
-class LinearFunction(F.LinearFunction):
-    """The reference linear layer with its three products run on the thread pool (see matmul) and the
-    bias added in place. Outputs are in row order, like NumPy's products, whatever the input's layout."""
-
-    def forward(self, x, weight, bias=None):
-        F._check_linear_inputs(x, weight)
-        self.save_for_backward(x if self.needs_input_grad[1] else None, weight if self.needs_input_grad[0] else None)
-        y = matmul(x, weight.T)  # (N, out)
-        if bias is not None:
-            y += bias
-        return y
-
-    def backward(self, gy):  # gy (N, out)
-        x, weight = self.saved_tensors
-        gx = matmul(gy, weight) if self.needs_input_grad[0] else None  # (N, in)
-        gw = matmul(gy.T, x) if self.needs_input_grad[1] else None  # (out, in)
-        gb = gy.sum(axis=0) if F._wants(self, 2) else None  # (out,)
-        return gx, gw, gb
-
-
 @fast_variant_of(F.ReLUFunction)
 class ReLUFunction(F.ReLUFunction):
     """The reference ReLU in slices on threads, each output in its input's memory order."""
 
     def forward(self, x):
-        y = new_array(x.shape, x.dtype, memory_order(x))  # same memory order as x
+        y = np.empty_like(x)  # same memory order as x
         _elementwise(lambda i: np.maximum(x[i], 0, out=y[i]), x)
         self.save_for_backward(y)
         return y
 
     def backward(self, gy):
         y, = self.saved_tensors
-        gx = new_array(gy.shape, gy.dtype, memory_order(gy))
+        gx = np.empty_like(gy)
         _elementwise(lambda i: np.multiply(gy[i], y[i] > 0, out=gx[i]), gy)
         return gx
 

@@ -113,31 +113,12 @@ def test_relu_fast_equals_reference_in_any_memory_order(shape, layout, seed):
     np.testing.assert_array_equal(results["fast"][0], results["reference"][0])
 
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 40), fan_in=st.integers(1, 300), fan_out=st.integers(1, 300), bias=st.booleans(),
-       batch_last=st.booleans(), seed=st.integers(0, 2**31))
-def test_linear_fast_equals_reference(n, fan_in, fan_out, bias, batch_last, seed):
-    """Products cut into parts on the threads (a low threshold, so even small ones are) give the
-    reference's numbers, whatever the input's layout."""
-    rng = np.random.default_rng(seed)
-    x = normal(rng, n, fan_in)
-    if batch_last:  # as a flattened batch-last convolution output
-        x = np.asfortranarray(x)
-    arrays = [x, normal(rng, fan_out, fan_in)] + ([normal(rng, fan_out)] if bias else [])
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(fast_cpu, "PART_MIN_MACS", 1)
-        patch.setattr(fast_cpu, "PART_MIN_COLUMNS", 1)
-        patch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
-        results = run_both(F.linear, arrays, seed)
-    assert_tiers_agree(results, F.LinearFunction, fast_cpu.LinearFunction)
-
-
 def test_the_switch_picks_the_kernel_class():
     """Under "fast", NumPy arrays take the fast variants; ops without one keep the reference."""
     with mv.kernels("fast"):
         assert F._choose(F.Conv2dFunction, np.zeros(1)) is fast_cpu.Conv2dFunction
         assert F._choose(F.CrossEntropyFunction, np.zeros(1)) is F.CrossEntropyFunction  # no fast variant
-        assert F._choose(F.LinearFunction, np.zeros(1)) is fast_cpu.LinearFunction
+        assert F._choose(F.LinearFunction, np.zeros(1)) is F.LinearFunction  # its products are BLAS's already
         assert tiers.variant(optim.SGD, np) is fast_cpu.SGD and tiers.variant(optim.Adam, np) is fast_cpu.Adam
     with mv.kernels("reference"):
         assert F._choose(F.Conv2dFunction, np.zeros(1)) is F.Conv2dFunction
@@ -354,11 +335,15 @@ def test_parallel_covers_every_part_and_waits_for_all_before_raising(monkeypatch
     assert sorted(finished) == [3, 6]
 
 
-def test_tune_is_kept_for_old_scripts_and_changes_nothing():
-    """The fast tier needs no setting: tune() applies none (scripts and lessons that call it still run)."""
-    before = dict(os.environ)
-    assert cpu.tune() == {}
-    assert dict(os.environ) == before
+def test_tune_applies_the_allocator_setting_on_glibc_and_respects_the_user(monkeypatch):
+    import platform
+
+    monkeypatch.delenv("MALLOC_MMAP_MAX_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    applied = cpu.tune()
+    assert applied["allocator"] is (platform.libc_ver()[0] == "glibc")
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")
+    assert cpu.tune()["allocator"] is False
 
 
 AMD_ZEN4 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 avx512f avx512bw\n\nprocessor\t: 1\n"
@@ -374,47 +359,45 @@ def test_openblas_is_asked_for_its_zen_kernels_only_on_amd_processors_with_avx51
 
 
 def test_blas_settings_leave_out_what_the_user_set(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
     monkeypatch.setattr(cpu, "preferred_blas_core", lambda: "Zen")
-    assert cpu.blas_settings() == {"OPENBLAS_CORETYPE": "Zen"}
+    assert cpu.blas_settings() == {"OPENBLAS_THREAD_TIMEOUT": "10", "OPENBLAS_CORETYPE": "Zen"}
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    assert cpu.blas_settings() == {}
-    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert cpu.blas_settings() == {"OPENBLAS_THREAD_TIMEOUT": "10"}
     monkeypatch.setattr(cpu, "preferred_blas_core", lambda: None)
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "1")
     assert cpu.blas_settings() == {}
 
 
 def test_a_script_that_calls_restart_with_blas_settings_runs_once_more_with_them(tmp_path):
     script = tmp_path / "train_mine.py"
     script.write_text("import os, sys\nimport minivgg as mv\n"
-                      "mv.cpu.preferred_blas_core = lambda: 'Zen'  # as on an AMD processor with AVX-512\n"
-                      "print('start', os.environ.get('OPENBLAS_CORETYPE', '-'), sys.argv[1:], flush=True)\n"
+                      "print('start', os.environ.get('OPENBLAS_THREAD_TIMEOUT', '-'), sys.argv[1:], flush=True)\n"
                       "mv.cpu.restart_with_blas_settings()\nprint('running')\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLAS_")}
     out = subprocess.run([sys.executable, str(script), "--epochs", "2"], capture_output=True, text=True, env=env,
                          check=True).stdout.splitlines()
-    assert out == ["start - ['--epochs', '2']", "start Zen ['--epochs', '2']", "running"]
+    assert out == ["start - ['--epochs', '2']", "start 10 ['--epochs', '2']", "running"]
 
 
 @pytest.mark.parametrize("tier", ["reference", "fast"])
 def test_the_linear_layer_answers_in_row_order_whatever_its_input_layout(tier):
     """Its output feeds dropout and ReLU, whose masks lie in row order: mixed layouts would make every
-    elementwise pass after it stride through memory. NumPy's products give row order, and so do the fast
-    tier's products in parts."""
+    elementwise pass after it stride through memory. NumPy's products give row order, so both tiers
+    run the reference layer."""
     rng = np.random.default_rng(0)
     x = mv.tensor(np.asfortranarray(normal(rng, 8, 5)), requires_grad=True)  # batch innermost, as after a convolution
     layer = mv.nn.Linear(5, 3)
     with mv.kernels(tier):
         y = layer(x)
-        expected = F.LinearFunction if tier == "reference" else fast_cpu.LinearFunction
-        assert type(y.creator) is expected and y.data.flags.c_contiguous
+        assert type(y.creator) is F.LinearFunction and y.data.flags.c_contiguous
         y.backward(mv.tensor(normal(rng, 8, 3)))
     assert x.grad.data.flags.c_contiguous
 
 
 def test_restart_with_blas_settings_leaves_the_interactive_prompt_alone(monkeypatch):
-    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    monkeypatch.setattr(cpu, "preferred_blas_core", lambda: "Zen")
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
     monkeypatch.setattr(os, "execve", lambda *args: pytest.fail("the interactive prompt was restarted"))
     monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     cpu.restart_with_blas_settings()  # returns: the prompt stays
@@ -422,195 +405,3 @@ def test_restart_with_blas_settings_leaves_the_interactive_prompt_alone(monkeypa
     monkeypatch.setattr(os, "execve", lambda *args: sys.exit("restarted"))
     with pytest.raises(SystemExit, match="restarted"):  # the same call in a script restarts
         cpu.restart_with_blas_settings(["-c", "pass"])
-
-
-# ---- OpenBLAS's threads and the kept buffers ---------------------------------------------------------------
-needs_openblas = pytest.mark.skipif(not cpu.blas_threads_controllable(),
-                                    reason="NumPy's BLAS here is not an OpenBLAS found in /proc/self/maps")
-
-
-@pytest.fixture
-def blas_at_three_threads():
-    """OpenBLAS set to 3 threads (a count no op would leave by chance), put back afterwards."""
-    get, set_ = cpu._blas
-    before = get()
-    set_(3)
-    yield
-    set_(before)
-
-
-@needs_openblas
-@pytest.mark.usefixtures("fast_kernels", "blas_at_three_threads")
-def test_fast_products_run_at_one_blas_thread_and_put_the_count_back(rng, monkeypatch):
-    """Inside a fast product OpenBLAS runs at one thread; after the op, forward and backward, it is back at
-    the count it had, also when a product raises."""
-    seen = []  # OpenBLAS's thread count as each product starts (products give cpu.parallel their parts)
-    parallel = cpu.parallel
-    monkeypatch.setattr(cpu, "parallel", lambda *a, parts=None: (parts and seen.append(cpu.blas_thread_count()))
-                        or parallel(*a, parts=parts))
-    x = mv.tensor(normal(rng, 4, 3, 8, 8), requires_grad=True)
-    conv_w = mv.tensor(normal(rng, 5, 3, 3, 3), requires_grad=True)
-    dense_w = mv.tensor(normal(rng, 7, 5 * 64), requires_grad=True)
-    y = F.linear(F.flatten(F.conv2d(x, conv_w, padding=1)), dense_w)
-    assert cpu.blas_thread_count() == 3
-    y.sum().backward()
-    assert cpu.blas_thread_count() == 3
-    assert seen == [1] * 6  # forward: convolution, linear; backward: two each
-    a, b = normal(rng, 4, 6), normal(rng, 6, 5)
-    with pytest.raises(TypeError):  # float32 products cannot be written into integers
-        fast_cpu.matmul(a, b, out=np.empty((4, 5), dtype=np.int32))
-    assert cpu.blas_thread_count() == 3
-
-
-@needs_openblas
-@pytest.mark.usefixtures("blas_at_three_threads")
-def test_one_blas_thread_nests_and_overlaps_across_threads():
-    """Blocks running at once in several threads share the setting: the count comes back only when the
-    last one ends."""
-    entered, release = threading.Barrier(3), threading.Event()
-
-    def block():
-        with cpu.one_blas_thread():
-            entered.wait()
-            release.wait()
-
-    workers = [threading.Thread(target=block) for _ in range(2)]
-    for w in workers:
-        w.start()
-    entered.wait()
-    with cpu.one_blas_thread():
-        assert cpu.blas_thread_count() == 1
-    assert cpu.blas_thread_count() == 1  # the other two are still inside
-    release.set()
-    for w in workers:
-        w.join()
-    assert cpu.blas_thread_count() == 3
-
-
-def test_products_in_parts_equal_numpys(rng, monkeypatch):
-    """Columns cut into parts (the same numbers as one product), and a long inner dimension cut into
-    parts added up (equal to rounding)."""
-    monkeypatch.setattr(fast_cpu, "PART_MIN_MACS", 1)
-    monkeypatch.setattr(cpu, "PARALLEL_MIN_SIZE", 0)
-    monkeypatch.setattr(cpu, "CORES", 3)
-    a, b = normal(rng, 20, 70), normal(rng, 70, 90)
-    assert fast_cpu._product_parts(20, 70, 90, 90) == 3
-    np.testing.assert_allclose(fast_cpu.matmul(a, b), a @ b, **TIGHT)
-    np.testing.assert_allclose(fast_cpu.matmul(a.T.copy().T, b[:, ::1].T.copy().T), a @ b, **TIGHT)  # F-ordered
-    np.testing.assert_allclose(fast_cpu.matmul_summed(a, b), a @ b, rtol=1e-5, atol=1e-5)
-    out = np.full((20, 90), np.nan, dtype=np.float32)
-    assert fast_cpu.matmul(a, b, out=out) is out and not np.isnan(out).any()
-
-
-def test_the_process_finds_no_openblas_and_products_stay_whole(rng, monkeypatch):
-    """Where NumPy's BLAS cannot be set to one thread, the fast tier leaves its products whole to it."""
-    monkeypatch.setattr(cpu, "_blas", False)
-    monkeypatch.setattr(cpu, "parallel", lambda *a, **k: pytest.fail("a product was cut into parts"))
-    a, b = normal(rng, 30, 40), normal(rng, 40, 50)
-    np.testing.assert_allclose(fast_cpu.matmul(a, b), a @ b, **TIGHT)
-    np.testing.assert_allclose(fast_cpu.matmul_summed(a, b), a @ b, **TIGHT)
-    with cpu.one_blas_thread():
-        pass
-    assert cpu.blas_thread_count() is None
-
-
-@pytest.mark.usefixtures("fast_kernels")
-def test_the_convolution_reuses_its_buffers_and_returns_none_of_them(rng):
-    """Columns are made in a buffer kept by the thread, the same memory on the next step; nothing the
-    op returns or keeps lies in it. The public im2col gives a new array each time."""
-    fast_cpu.release_buffers()
-    x = mv.tensor(normal(rng, 4, 3, 9, 9), requires_grad=True)
-    w = mv.tensor(normal(rng, 6, 3, 3, 3), requires_grad=True)
-    addresses, outputs = [], []
-    for _ in range(2):
-        y = F.conv2d(x, w, padding=1)
-        addresses.append(fast_cpu._buffers.by_role["columns"].ctypes.data)
-        y.backward(mv.tensor(np.ones(y.shape, dtype=np.float32)))
-        outputs.append((y.numpy().copy(), x.grad.numpy().copy(), w.grad.numpy().copy()))
-        kept = [b for b in fast_cpu._buffers.by_role.values()]
-        for array in (y.data, x.grad.data, w.grad.data):
-            assert not any(np.shares_memory(array, b) for b in kept)
-        x.grad = w.grad = None
-    assert addresses[0] == addresses[1]
-    for first, second in zip(*outputs):
-        np.testing.assert_array_equal(first, second)
-    geometry = ((3, 3), (1, 1), (1, 1))
-    a, b = fast_cpu.im2col_batch_last(x.data, *geometry), fast_cpu.im2col_batch_last(x.data, *geometry)
-    assert not np.shares_memory(a, b)
-    fast_cpu.release_buffers()
-    assert fast_cpu._buffers.by_role == {}
-
-
-def test_import_finds_no_blas_and_starts_no_thread_until_a_fast_op_runs():
-    """Nothing at import: OpenBLAS is looked up, and the pool started, by the first fast op."""
-    code = ("import threading, minivgg as mv; from minivgg import cpu; n = threading.active_count(); "
-            "assert cpu._blas is None and cpu._pool is None; "
-            "import numpy as np; x = mv.tensor(np.ones((2, 3, 8, 8), np.float32)); "
-            "mv.functional.conv2d(x, mv.tensor(np.ones((4, 3, 3, 3), np.float32))); "
-            "assert cpu._blas is not None")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_new_array_reuses_a_buffer_only_once_nothing_uses_it(monkeypatch):
-    """A large array is made in a kept buffer when no living array (or view of one) uses it: the same
-    memory on the next step, never memory an array still holds; buffers left unused are let go."""
-    monkeypatch.setattr(fast_cpu, "_kept", [])
-    size = fast_cpu.KEEP_MIN_BYTES // 4
-    a = fast_cpu.new_array((2, size), np.float32, order=(1, 0))
-    assert a.shape == (2, size) and fast_cpu.memory_order(a) == (1, 0)
-    view = a[:, 1:].T  # a view keeps the buffer in use
-    del a
-    b = fast_cpu.new_array((2, size), np.float32, zero=True)
-    assert not np.shares_memory(b, view) and not b.any() and len(fast_cpu._kept) == 2
-    address = b.ctypes.data
-    del b
-    c = fast_cpu.new_array((size,), np.float32)  # half the size: fits in b's buffer
-    assert c.ctypes.data == address and len(fast_cpu._kept) == 2
-    small = fast_cpu.new_array((3, 4), np.float32, zero=True)
-    assert not small.any() and len(fast_cpu._kept) == 2  # small arrays are left to the allocator
-    del view, c
-    monkeypatch.setattr(fast_cpu, "KEEP_REQUESTS", 1)
-    fast_cpu.new_array((3 * size,), np.float32)  # a new size: the two unused buffers are let go
-    assert len(fast_cpu._kept) == 1
-    fast_cpu.release_buffers()
-    assert fast_cpu._kept == []
-
-
-def test_while_tracemalloc_traces_every_array_is_new_and_counted(monkeypatch):
-    """tracemalloc counts only memory allocated while it traces: a program measuring what an op holds
-    with it sees every array, none made in a buffer kept from before."""
-    import tracemalloc
-
-    monkeypatch.setattr(fast_cpu, "_kept", [])
-    size = fast_cpu.KEEP_MIN_BYTES
-    del_me = fast_cpu.new_array((size,), np.uint8)
-    del del_me  # an unused kept buffer of the size asked for next
-    tracemalloc.start()
-    try:
-        a = fast_cpu.new_array((size,), np.uint8)
-        b = fast_cpu.scratch("columns", (size,), np.uint8)
-        assert tracemalloc.get_traced_memory()[0] >= 2 * size
-    finally:
-        tracemalloc.stop()
-    assert len(fast_cpu._kept) == 1 and not np.shares_memory(a, fast_cpu._kept[0][0])
-    assert not any(np.shares_memory(b, k) for k in fast_cpu._buffers.by_role.values())
-
-
-@pytest.mark.usefixtures("fast_kernels")
-def test_a_training_step_makes_no_new_large_buffer_after_the_first():
-    """From the second step on, every large output of the fast ops is made in a kept buffer."""
-    mv.manual_seed(0)
-    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, 32, 32))
-    rng = np.random.default_rng(0)
-    x, y = mv.tensor(rng.random((32, 1, 32, 32), dtype=np.float32)), mv.tensor(rng.integers(0, 10, 32))
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    fast_cpu.release_buffers()
-    made = []
-    for _ in range(3):
-        before = {id(e[0]) for e in fast_cpu._kept}
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        made.append(len({id(e[0]) for e in fast_cpu._kept} - before))
-    assert made[0] > 0 and made[1:] == [0, 0]

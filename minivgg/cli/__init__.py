@@ -36,6 +36,10 @@ def main(argv=None):
         parser.print_help()
         return 0
     check_args(parser.commands[args.command], args)
+    if argv is None and args.command == "train" and args.device == "cpu":  # the command line, not a test's call
+        from .. import cpu
+
+        cpu.restart_with_blas_settings(["-m", "minivgg", *sys.argv[1:]])
     try:
         with backend.use_device(device_of(args)):  # CuPy computes on its current device: make it the chosen one
             return COMMANDS[args.command](args)
