@@ -11,7 +11,9 @@ in the same run, and print each variant's time, its ratio to PyTorch and its pea
 Variants, each in its own process (so peak memory, the max RSS above the footprint after set-up, is
 measured separately), started without OPENBLAS_* or MALLOC_* variables of their own (from this shell)
 beyond those listed:
-  fast            the fast kernels as `minivgg train` runs them (it calls minivgg.cpu.tune())
+  fast            the fast kernels as `minivgg train` runs them on an AMD processor with AVX-512: started
+                  with OPENBLAS_THREAD_TIMEOUT=10 and OPENBLAS_CORETYPE=Zen (cpu.blas_settings), calling
+                  minivgg.cpu.tune()
   fast-plain      the fast kernels in a user's script that imports NumPy, then minivgg, and calls nothing
   fast-notebook   the same lines typed at an interactive prompt (`python -i`, fed through its stdin), as in
                   a notebook: no restart is possible there
@@ -21,7 +23,8 @@ beyond those listed:
                   own choice)
   fast-allocator  fast-plain started with MALLOC_MMAP_MAX_=0 and MALLOC_TRIM_THRESHOLD_=1073741824 (glibc
                   keeps freed large blocks for reuse)
-  fast-all        fast-plain started with all three: the settings `minivgg train` used to restart with
+  fast-all        fast-plain started with all three: what `minivgg train` restarts with, and tune()'s
+                  allocator setting as environment variables
   reference       the reference kernels of functional.py (what a learner reads)
   baseline        (with --baseline) the default kernels of another minivgg checkout, started as
                   --baseline-as says (default fast-all)
@@ -42,7 +45,7 @@ ZEN = {"OPENBLAS_CORETYPE": "Zen"}
 KEEP_FREED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 VARIANTS = {
     # name: (framework, kernels, variables it starts with, minivgg.cpu functions the script calls)
-    "fast": ("minivgg", "fast", {}, ("tune",)),
+    "fast": ("minivgg", "fast", dict(TIMEOUT, **ZEN), ("tune",)),
     "fast-plain": ("minivgg", "fast", {}, ()),
     "fast-notebook": ("minivgg", "fast", {}, ()),
     "fast-timeout": ("minivgg", "fast", TIMEOUT, ()),
