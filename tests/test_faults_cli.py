@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import minivgg as mv
-from minivgg import cli, data, nn, optim, serialization, train
+from minivgg import cli, data, nn, optim, runs, serialization, train
 from minivgg.cli import folders
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
@@ -256,7 +256,7 @@ def test_an_unwritable_folder_names_the_file_and_keeps_the_checkpoint(run, monke
     def refused(obj, path):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(train, "save", refused)
+    monkeypatch.setattr(runs, "save", refused)
     code = cli.main(["train", "--resume", str(folder), "--epochs", "2", "--no-progress", "--data", data.DEBIAN_DIR])
     err = capsys.readouterr().err
     assert code == 1 and err.splitlines() == [

@@ -36,7 +36,7 @@ def image_folder_problem(path):
     if len(classes) < 2:
         return f"{path} has one class sub-folder ({classes[0]}); a classifier needs two at least"
     try:
-        data._pillow()
+        data.require_pillow()
     except ImportError as exc:
         return str(exc)
     return None

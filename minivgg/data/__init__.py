@@ -2,9 +2,9 @@
 images in one sub-folder per class (`images.py`)."""
 from .fashion_mnist import (COUNTS, DEBIAN_DIR, FILES, URL, DatasetError, cache_dir, load_data_fashion_mnist,
                             load_fashion_mnist, parse_idx, search_dirs, text_labels)
-from .images import IMAGE_FORMATS, ImageFolder, class_folders, split
+from .images import IMAGE_FORMATS, ImageFolder, class_folders, require_pillow, split
 from .loader import DataLoader, bilinear_matrix, resize_bilinear
 
 __all__ = ["COUNTS", "DEBIAN_DIR", "FILES", "URL", "DatasetError", "cache_dir", "load_data_fashion_mnist",
            "load_fashion_mnist", "parse_idx", "search_dirs", "text_labels", "IMAGE_FORMATS", "ImageFolder", "class_folders",
-           "split", "DataLoader", "bilinear_matrix", "resize_bilinear"]
+           "require_pillow", "split", "DataLoader", "bilinear_matrix", "resize_bilinear"]

@@ -15,7 +15,7 @@ PILLOW_MISSING = ('ImageFolder decodes PNG and JPEG files with Pillow, which is 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-def _pillow():
+def require_pillow():
     """PIL.Image, or an ImportError naming the optional extra that brings it."""
     try:
         from PIL import Image
@@ -69,7 +69,7 @@ class ImageFolder:
     """
 
     def __init__(self, root, size=None):
-        Image = _pillow()
+        Image = require_pillow()
         if not os.path.isdir(root):
             raise DatasetError(f"ImageFolder: no folder at {root}")
         self.root, self.size = root, size
