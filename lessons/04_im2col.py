@@ -42,7 +42,7 @@ col = F.im2col(x, 3)
 n, oh, ow = 2, 4, 3
 y = (w.reshape(4, -1) @ col).reshape(4, n, oh, ow).transpose(1, 0, 2, 3)  # columns run (n, oh, ow)
 claim(np.allclose(y, naive_conv(x, w), atol=1e-4), "one matrix product (4 x 27) @ (27 x 24) equals the naive loops")
-claim(np.array_equal(F.conv2d(x, w).numpy(), y), "F.conv2d is exactly this: im2col, then one product")
+claim(np.array_equal(F.conv2d(mv.tensor(x), mv.tensor(w)).numpy(), y), "F.conv2d is exactly this: im2col, then one product")
 
 # %%
 section("col2im is im2col's adjoint")

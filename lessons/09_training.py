@@ -7,6 +7,7 @@ import numpy as np
 
 import minivgg as mv
 from minivgg import data, models, optim, train
+from minivgg.plotting import plot_history
 import minivgg.functional as F
 from lesson import QUICK, claim, exercises, notice, output, pyplot, save_figure, section
 
@@ -65,7 +66,7 @@ optimizer = optim.SGD(net.parameters(), lr=lr, momentum=momentum)
 untrained_acc = train.evaluate_accuracy(net, test_loader)
 log_every = 4 if QUICK else 20  # steps between two points of the loss curve
 history = train.fit(net, train_loader, test_loader, optimizer, epochs, progress=False, log_every=log_every)
-train.plot_history(history, output("09_training.png"))
+plot_history(history, output("09_training.png"))
 print(f"  D2L's plot: {output('09_training.png')}")
 losses = [e["loss"] for e in history["epochs"]]
 claim(all(b < a for a, b in zip(losses, losses[1:])),
