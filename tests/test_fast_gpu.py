@@ -275,7 +275,7 @@ def test_doctor_checks_the_kernels_of_both_tiers(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "_training_step", training_step)
     previous = tiers.enable_fast_gpu(True)
     try:
-        with installed(monkeypatch):
+        with installed(monkeypatch), tiers.kernels("fast"):  # the fast tier, whatever tier the suite runs under
             code = cli.main(["doctor", "--size", "32", "--batch", "4"])
     finally:
         tiers.enable_fast_gpu(previous)
