@@ -29,6 +29,15 @@ def _has_display():
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def savefig(fig, path, dpi=100):
+    """fig.savefig(path) whole or not at all: a temporary file renamed over `path` (a symlink there is
+    replaced, not written through)."""
+    from .files import replacing
+
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+
+
 def plot_confusion(confusion, names, path):
     """Write a confusion matrix (confusion[i, j]: class i predicted as j) with its counts to `path`."""
     plt = pyplot()
@@ -44,8 +53,10 @@ def plot_confusion(confusion, names, path):
                     color="white" if confusion[i, j] > confusion.max() / 2 else "black")
     fig.colorbar(image)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        savefig(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def plot_history(history, path):
@@ -66,13 +77,7 @@ def plot_history(history, path):
     if points or epochs:
         ax.legend()
     fig.tight_layout()
-    tmp = path + ".tmp.png"
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        savefig(fig, path)
     finally:
         plt.close(fig)

@@ -10,29 +10,16 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor
-from .plotting import plot_history
-from .serialization import save
+from .files import write_text
+from .plotting import plot_history, pyplot
+from .serialization import read_json, save
 
 CHECKPOINT = "checkpoint.npz"
 INTERRUPTED = "interrupted.npz"
 
 
 def _write_json(obj, path):
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    write_text(path, json.dumps(obj, indent=1))
 
 
 def training_state(net, optimizer, scheduler, epoch, history, config):
@@ -76,6 +63,8 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = path
+        # matplotlib imported now, not at the first plot: a Ctrl-C there would leave it half imported
+        pyplot()
 
     @property
     def checkpoint(self):
@@ -83,12 +72,25 @@ class RunFolder:
 
     def save_epoch(self, state, monitor=None):
         """Write the end-of-epoch files from `state` (a `training_state`)."""
+        self.save_state(state)
+        self.draw(state, monitor)
+
+    def save_state(self, state):
+        """checkpoint.npz and history.json; an interrupted.npz of an earlier epoch is removed, since the
+        checkpoint has gone past it."""
         with _writing(self.checkpoint, self.path):
             os.makedirs(self.path, exist_ok=True)
             save(state, self.checkpoint)
         history = os.path.join(self.path, "history.json")
         with _writing(history, self.path):
             _write_json(state["history"], history)
+        interrupted = os.path.join(self.path, INTERRUPTED)
+        if os.path.exists(interrupted) and _epochs_in(interrupted) < state["epoch"]:
+            os.remove(interrupted)
+
+    def draw(self, state, monitor=None):
+        """training.png and, with a gradient monitor, gradients.png."""
+        with _writing(os.path.join(self.path, "training.png"), self.path):
             plot_history(state["history"], os.path.join(self.path, "training.png"))
             if monitor is not None:
                 monitor.plot(os.path.join(self.path, "gradients.png"))
@@ -100,6 +102,14 @@ class RunFolder:
             os.makedirs(self.path, exist_ok=True)
             save(state, path)
         return path
+
+
+def _epochs_in(path):
+    """The finished epochs a saved state records; -1 when it cannot be read."""
+    try:
+        return int(read_json(path)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 WRITE_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",

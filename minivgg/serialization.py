@@ -7,7 +7,6 @@ and the entry, never half-used; `check_checkpoint` then checks that a run's chec
 """
 import json
 import os
-import tempfile
 import zipfile
 import zlib
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Tensor
+from .files import replacing
 
 _JSON_KEY = "__json__"
 DAMAGED = "use an earlier copy of it, or train again"
@@ -75,17 +75,10 @@ def save(obj, path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------------------------------

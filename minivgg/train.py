@@ -268,7 +268,12 @@ class _Fit:
         """Ctrl-C after epoch `epoch`'s steps: the trained epoch is saved, its test accuracy left to the resume."""
         if self.folder is None:
             return
-        self.folder.save_epoch(self.state(epoch + 1), self.monitor)
+        state = self.state(epoch + 1)
+        self.folder.save_state(state)
+        try:
+            self.folder.draw(state, self.monitor)
+        except Exception as exc:  # the epoch is saved: a plot the stop left undrawable is not worth losing it
+            self.print_fn(f"note: training.png was not drawn ({type(exc).__name__}: {exc}); the resumed run draws it")
         later = " (its test accuracy is computed when the run resumes)" if record["test_acc"] is None else ""
         self.print_fn(f"interrupted after the training of epoch {epoch + 1}: it is saved in "
                       f"{self.folder.checkpoint}{later}")

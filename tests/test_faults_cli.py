@@ -5,6 +5,7 @@ disk or an unwritable folder names the file and keeps the last checkpoint, and a
 the run was. Each case: the exact command, its exit status, its one line, and checksums of the files before
 and after."""
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 import minivgg as mv
-from minivgg import cli, data, nn, optim, runs, serialization, train
+from minivgg import cli, data, files, nn, optim, runs, serialization, train
 from minivgg.cli import folders
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
@@ -47,7 +48,7 @@ def _last_line(text):
 
 
 def _no_temporary(folder):
-    return [name for name in os.listdir(folder) if name.startswith((".tmp-", ".lock")) or ".tmp" in name] == []
+    return [name for name in os.listdir(folder) if name.startswith((files.PREFIX, ".lock"))] == []
 
 
 @pytest.fixture(scope="module")
@@ -90,14 +91,19 @@ def test_out_onto_a_finished_run_is_refused_unless_overwrite(run, tmp_path):
     assert _sums(folder) == before
     result = _minivgg("train", *TINY, "--epochs", "1", "--seed", "3", "--out", folder, "--overwrite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"note: --overwrite: the earlier run in {folder} is replaced" in result.stdout
+    assert (f"note: --overwrite: the earlier run in {folder} is moved to {folder / 'previous-run'} until this run "
+            "saves its first epoch") in result.stdout
     assert mv.load(folder / train.CHECKPOINT)["config"]["seed"] == 3 and _no_temporary(folder)
+    assert not (folder / "previous-run").exists()  # the new run saved an epoch: the earlier one is gone
 
 
 def test_a_folder_held_by_a_running_process_stops_a_second_one(run, tmp_path):
     folder, before = run
-    (folder / folders.LOCK).write_text(f"{os.getpid()}\n")  # this process: alive while the command runs
-    result = _minivgg("train", *TINY, "--resume", folder, "--epochs", "2", cwd=tmp_path)
+    with open(folder / folders.LOCK, "w") as lock:  # held by this process while the command runs
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        result = _minivgg("train", *TINY, "--resume", folder, "--epochs", "2", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"minivgg train: error: {folder} is in use by another minivgg train (process {os.getpid()}): wait for "
@@ -111,13 +117,11 @@ def test_a_stale_lock_and_temporary_files_are_cleaned_and_the_resume_keeps_the_r
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: its pid names no process
     (folder / folders.LOCK).write_text(f"{dead.pid}\n")
-    (folder / ".tmp-left.npz").write_bytes(b"half a checkpoint")  # a write killed with SIGKILL
+    (folder / f"{files.PREFIX}{dead.pid}-0a1b2c3d-checkpoint.npz").write_bytes(b"half")  # a write killed by SIGKILL
     result = _minivgg("train", "--resume", folder, "--epochs", "2", "--no-progress", "--data", data.DEBIAN_DIR,
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert f"note: {folder / folders.LOCK} was left by process {dead.pid}, which is no longer running; taking " \
-           "the run folder over" in result.stdout
-    assert f"note: removed the temporary files a stopped write left in {folder}" in result.stdout
+    assert f"note: removed the temporary files a stopped minivgg write left in {folder}" in result.stdout
     assert _no_temporary(folder)
     state = mv.load(folder / train.CHECKPOINT)
     assert state["epoch"] == 2 and (state["config"]["train_limit"], state["config"]["limit_batches"]) == (256, 2)

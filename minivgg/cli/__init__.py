@@ -15,6 +15,7 @@ import sys
 from .. import backend
 from ..recipe import build_model  # noqa: F401 (minivgg.cli.build_model, as callers know it)
 from .checks import check_args, device_of
+from .stops import exit_status, signal_words, stops_as_interrupts
 from .doctor import cmd_doctor
 from .evaluate import cmd_evaluate
 from .inspect import cmd_inspect
@@ -29,7 +30,8 @@ _check_args = check_args  # the name some tests call
 
 def main(argv=None):
     """Parse and check the command line (a mistake ends in argparse's usage error, exit code 2, before
-    anything runs), then run the command; an error while it runs is one line on stderr, exit code 1."""
+    anything runs), then run the command; an error while it runs is one line on stderr, exit code 1. SIGTERM
+    and SIGHUP stop it as Ctrl-C does (a run saves what it has), with exit code 128 + the signal's number."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -41,7 +43,7 @@ def main(argv=None):
 
         cpu.restart_with_blas_settings(["-m", "minivgg", *sys.argv[1:]])
     try:
-        with backend.use_device(device_of(args)):  # CuPy computes on its current device: make it the chosen one
+        with backend.use_device(device_of(args)), stops_as_interrupts():  # CuPy computes on its current device
             return COMMANDS[args.command](args)
     except (RuntimeError, ValueError, OSError, KeyError, MemoryError, ImportError) as exc:
         if os.environ.get("MINIVGG_DEBUG"):
@@ -49,6 +51,6 @@ def main(argv=None):
         hint = " (out of memory: lower --batch-size or --resize)" if isinstance(exc, MemoryError) else ""
         print(f"minivgg {args.command}: error: {exc}{hint}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"minivgg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"minivgg {args.command}: interrupted{signal_words(exc)}", file=sys.stderr)
+        return exit_status(exc)

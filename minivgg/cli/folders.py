@@ -1,9 +1,13 @@
 """The file system of the `minivgg` command: is a folder a run, an image folder, writable; and the loaders of a
 run trained on an image folder (its own images, split as it was)."""
+import fcntl
 import os
+import shutil
+import sys
 import tempfile
 import time
 
+from .. import files
 from ..runs import CHECKPOINT, INTERRUPTED
 
 
@@ -154,27 +158,16 @@ def new_run_path(base="runs"):
     raise OSError(f"cannot create a new run folder in {base}: too many named {stamp}-N")
 
 
-def sweep_temporary(path):
-    """Remove the temporary files a stopped write left in the run folder `path` (.tmp-*.npz of save, *.tmp of
-    history.json and training.png); returns how many."""
-    removed = 0
-    for name in os.listdir(path) if os.path.isdir(path) else []:
-        if name.startswith(".tmp-") or name.endswith((".tmp", ".tmp.png")):
-            try:
-                os.remove(os.path.join(path, name))
-                removed += 1
-            except FileNotFoundError:
-                pass
-    return removed
-
-
 class RunClaim:
-    """A run folder held by this process: RUN/.lock (created with O_EXCL) holds its pid, so a second `minivgg
-    train` into the same folder stops while the first runs; a lock whose process is gone is taken over.
-    `release` removes the lock, any temporary file, and the folder itself if this created it and it is empty."""
+    """A run folder held by this process: an exclusive flock on RUN/.lock, which holds its pid, so a second
+    `minivgg train` into the same folder stops while the first runs. The kernel drops the lock when the
+    process ends, however it ends, so a lock left behind is never mistaken for a live one. `release` removes
+    the lock, temporary files of stopped minivgg writes, and the folder itself if this created it and it is
+    empty."""
 
     def __init__(self, path, created=False):
-        self.path, self.created, self.held = path, created, False
+        self.path, self.created, self.held, self._fd = path, created, False, None
+        self.backup = None  # where --overwrite moved the earlier run
 
     @property
     def lock(self):
@@ -184,81 +177,104 @@ class RunClaim:
         if not os.path.isdir(self.path):
             os.makedirs(self.path)
             self.created = True
-        for _ in range(3):
+        while True:
             try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_stale(print_fn)
-                continue
+                fd = os.open(self.lock, os.O_CREAT | os.O_RDWR, 0o644)
             except OSError as exc:
                 raise OSError(f"cannot write {self.lock}: {exc.strerror or exc}") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            self.held = True
-            if sweep_temporary(self.path):
-                print_fn(f"note: removed the temporary files a stopped write left in {self.path}")
-            return self
-        raise RuntimeError(f"cannot lock {self.path}: {self.lock} keeps reappearing; is another run starting?")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RuntimeError(self._in_use()) from None
+            # the holder before us may have removed the file between our open and our lock: ours must be
+            # the file that is at the path now, or a third process could lock that one too
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.lock))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd, self.held = fd, True
+        if files.sweep(self.path):
+            print_fn(f"note: removed the temporary files a stopped minivgg write left in {self.path}")
+        return self
 
-    def _take_over_stale(self, print_fn):
-        pid = _lock_owner(self.lock)
-        if pid == 0 and not os.path.exists(self.lock):
-            return  # released meanwhile
-        if pid is None or _alive(pid):
-            who = f"process {pid}" if pid else "a process starting now"
-            raise RuntimeError(f"{self.path} is in use by another minivgg train ({who}): wait for it to end, or "
-                               f"train into another --out")
-        print_fn(f"note: {self.lock} was left by process {pid}, which is no longer running; taking the run "
-                 f"folder over")
+    def _in_use(self):
         try:
-            os.remove(self.lock)
-        except FileNotFoundError:
-            pass
+            with open(self.lock) as f:
+                pid = f.read().strip()
+        except OSError:
+            pid = ""
+        who = f" (process {pid})" if pid.isdigit() else ""
+        return (f"{self.path} is in use by another minivgg train{who}: wait for it to end, or train into "
+                f"another --out")
 
     def release(self):
         if not self.held:
             return
         self.held = False
-        sweep_temporary(self.path)
+        files.sweep(self.path)
+        if self.backup:
+            self._settle_backup()
         try:
-            os.remove(self.lock)
+            os.remove(self.lock)  # while still locked: see acquire
         except FileNotFoundError:
             pass
+        os.close(self._fd)  # drops the lock
         if self.created:
             try:
                 os.rmdir(self.path)  # only when empty: a run that failed before its first file leaves nothing
             except OSError:
                 pass
 
+    def move_aside(self, names, print_fn=print):
+        """--overwrite: move the earlier run's files into a sub-folder previous-run (-2, -3, ... if taken), kept
+        until this run saves its first epoch (then removed) and put back if this run saves nothing."""
+        for n in range(1, 10_000):
+            backup = os.path.join(self.path, "previous-run" if n == 1 else f"previous-run-{n}")
+            try:
+                os.mkdir(backup)
+                break
+            except FileExistsError:
+                continue
+        for name in names:
+            os.replace(os.path.join(self.path, name), os.path.join(backup, name))
+        self.backup = backup
+        print_fn(f"note: --overwrite: the earlier run in {self.path} is moved to {backup} until this run saves "
+                 f"its first epoch")
 
-def _lock_owner(lock):
-    """The pid in a lock file; None while it is being written (young and empty)."""
+    def _settle_backup(self):
+        """The end of an --overwrite run: the earlier run removed if this one saved an epoch, put back if this
+        one saved nothing, else (stopped in its first epoch) kept, and said where."""
+        backup, checkpoint = self.backup, os.path.join(self.path, CHECKPOINT)
+        if _saved_epochs(checkpoint) >= 1:
+            shutil.rmtree(backup, ignore_errors=True)
+        elif not any(os.path.exists(os.path.join(self.path, name)) for name in REPLACED):
+            for name in os.listdir(backup):
+                os.replace(os.path.join(backup, name), os.path.join(self.path, name))
+            os.rmdir(backup)
+            print(f"note: this run saved nothing: the earlier run is back in {self.path}", file=sys.stderr)
+        else:
+            print(f"note: the earlier run of {self.path} is kept in {backup}", file=sys.stderr)
+
+
+def _saved_epochs(checkpoint):
+    """The finished epochs in a checkpoint, 0 when there is none or it cannot be read."""
+    from ..serialization import read_json
+
     try:
-        with open(lock) as f:
-            text = f.read().strip()
-        age = time.time() - os.path.getmtime(lock)
-    except FileNotFoundError:
-        return 0  # removed meanwhile: try again
-    if text.isdigit():
-        return int(text)
-    return None if age < 10 else 0
-
-
-def _alive(pid):
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return int(read_json(checkpoint).get("epoch", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def claim_run_folder(args, out, print_fn=print):
     """The run folder of `minivgg train`, held (RunClaim): --resume's, --out's (refused if it holds a run,
-    unless --overwrite, which removes the old run's files), or a new runs/<date-time>."""
+    unless --overwrite, which moves the earlier run aside: RunClaim.move_aside), or a new runs/<date-time>."""
     if args.resume:
         return RunClaim(args.resume).acquire(print_fn)
     if out is None:
@@ -268,8 +284,5 @@ def claim_run_folder(args, out, print_fn=print):
         if not args.overwrite:
             claim.release()
             raise ValueError(f"--out: {taken_message(out)}")
-        for name in REPLACED:
-            if os.path.exists(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
-        print_fn(f"note: --overwrite: the earlier run in {out} is replaced")
+        claim.move_aside([name for name in REPLACED if os.path.exists(os.path.join(out, name))], print_fn)
     return claim

@@ -10,6 +10,7 @@ from ..config import RunConfig, resume_config
 from ..recipe import IMAGENET_MEAN, IMAGENET_STD, augment_loaders, build_model, build_optimizer, describe_augment
 from .checks import flags_config
 from .folders import claim_run_folder, folder_data
+from .stops import exit_status, signal_words
 
 
 def cmd_train(args):
@@ -52,7 +53,8 @@ def pending_test(history):
 
 
 def run_training(args, config, out, parts, start, history):
-    """fit, and what a stop says: a diverged loss (exit 1), or Ctrl-C (exit 130) with the command that resumes."""
+    """fit, and what a stop says: a diverged loss (exit 1), or Ctrl-C (exit 130; SIGTERM 143, SIGHUP 129) with
+    the command that resumes."""
     from .. import train
 
     net, train_loader, test_loader, optimizer, scheduler = parts
@@ -69,12 +71,14 @@ def run_training(args, config, out, parts, start, history):
     except train.TrainingDiverged as exc:
         print(f"minivgg train: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (stops.Stopped)
         if os.path.exists(os.path.join(out, train.CHECKPOINT)):
-            print(f"interrupted: resume with: minivgg train --resume {shlex.quote(out)}", file=sys.stderr)
+            print(f"interrupted{signal_words(exc)}: resume with: minivgg train --resume {shlex.quote(out)}",
+                  file=sys.stderr)
         else:
-            print("minivgg train: interrupted before the first checkpoint was written", file=sys.stderr)
-        return 130
+            print(f"minivgg train: interrupted{signal_words(exc)} before the first checkpoint was written",
+                  file=sys.stderr)
+        return exit_status(exc)
     print(f"run folder {out}: checkpoint.npz, history.json, training.png")
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import graph_functions
+from ..files import replacing, write_text
 from .format import format_number, norm
 
 
@@ -109,11 +110,11 @@ def draw_graph(tensor, path, show_data=False, show_grad=True, params=None):
     base, ext = os.path.splitext(path)
     fmt = ext.lstrip(".").lower() or "svg"
     dot_path = base + ".dot"
-    with open(dot_path, "w") as f:
-        f.write(dot_text)
+    write_text(dot_path, dot_text)
     exe = shutil.which("dot")
     if exe and fmt in ("svg", "png", "pdf"):
-        subprocess.run([exe, f"-T{fmt}", dot_path, "-o", path], check=True)
+        with replacing(path) as tmp:
+            subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], check=True)
         return path
     print(f"Graphviz 'dot' is not installed: wrote {dot_path}. Render it with `dot -T{fmt} {dot_path} -o {path}` "
           "(apt-get install graphviz), or paste it into an online Graphviz viewer.")

@@ -85,7 +85,7 @@ class GradientMonitor:
         right, each weight's gradient norm over the recorded steps. PNG via matplotlib."""
         if not self.history:
             return None
-        from ..plotting import pyplot
+        from ..plotting import pyplot, savefig
 
         plt = pyplot()
         weights = [n for n in self.names if n.endswith("weight")]
@@ -105,6 +105,8 @@ class GradientMonitor:
         right.set_title("gradient norm over training")
         right.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            savefig(fig, path)
+        finally:
+            plt.close(fig)
         return path
