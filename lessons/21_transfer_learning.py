@@ -74,8 +74,8 @@ rows = mv.summary(net, (1, 1, size, size), per_layer=True, file=table)
 print(table.getvalue())
 printed = {line.split(":")[0]: int(line.split(":")[1].replace(",", "")) for line in table.getvalue().splitlines()
            if line.endswith(tuple("0123456789")) and "params:" in line}
-counted_trainable = sum(p.size for p in trainable)
-counted_frozen = sum(p.size for p in net.parameters() if not p.requires_grad)
+counted_trainable = sum(p.numel() for p in trainable)
+counted_frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
 in_blocks = sum(count for name, _, _, count in rows if name.split(".")[0] in ("0", "1", "2", "3", "4"))
 claim(printed["Trainable params"] == counted_trainable and printed["Non-trainable params"] == counted_frozen
       == in_blocks, f"the table's {printed['Trainable params']:,} trainable and {printed['Non-trainable params']:,} "
