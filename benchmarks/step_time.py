@@ -177,7 +177,7 @@ def step_flops(size, batch):
 
     net = models.vgg(models.small_conv_arch(models.CONV_ARCH, 4))
     counts = models.count_flops(net, (1, 1, size, size))
-    first = 2 * net[0][0].weight.size * size * size  # padding 1 keeps the size
+    first = 2 * net[0][0].weight.numel() * size * size  # padding 1 keeps the size
     return batch * (3 * (counts["conv"] + counts["dense"]) - first)
 
 

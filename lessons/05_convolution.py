@@ -30,8 +30,8 @@ section("Three 3x3 layers against one 7x7")
 c = 64
 three = nn.Sequential(*[nn.Conv2d(c, c, 3, padding=1) for _ in range(3)])
 seven = nn.Conv2d(c, c, 7, padding=3)
-stack = sum(p.size for p in three.parameters())
-single = sum(p.size for p in seven.parameters())
+stack = sum(p.numel() for p in three.parameters())
+single = sum(p.numel() for p in seven.parameters())
 print(f"  C = {c}: three 3x3 layers have {stack:,} parameters, one 7x7 layer has {single:,}")
 claim(stack == 27 * c * c + 3 * c and single == 49 * c * c + c,
       f"counted in real layers: 27 C^2 + 3 C against 49 C^2 + C, the stack is {1 - stack / single:.0%} smaller")

@@ -23,8 +23,8 @@ for layer in block:
 claim(x.shape == (1, 128, 28, 28), "the convolutions keep 56x56 and set 128 channels; pooling halves to 28x28")
 claim(convs[0].weight.shape == (128, 64, 3, 3), "the first (lazy) convolution read its 64 input channels "
       "from the first batch, as D2L's LazyConv2d does")
-params = sum(p.size for p in block.parameters())
-per_conv = [sum(p.size for p in conv.parameters()) for conv in convs]
+params = sum(p.numel() for p in block.parameters())
+per_conv = [sum(p.numel() for p in conv.parameters()) for conv in convs]
 print(f"  parameters: {params:,} in the block, {per_conv[0]:,} and {per_conv[1]:,} in its two convolutions")
 claim(per_conv == [64 * 9 * 128 + 128, 128 * 9 * 128 + 128] and params == sum(per_conv),
       "each convolution has in x 3 x 3 x out weights and out biases; ReLU and pooling have no parameters")

@@ -43,8 +43,8 @@ for name, (depth, count) in expected.items():
 section("Where the parameters are, and where the work is (VGG-11, 224x224x3)")
 flops = models.count_flops(a, (1, 3, 224, 224))
 conv_flops, dense_flops = flops["conv"], flops["dense"]
-conv_params = sum(p.size for m in a.modules() if isinstance(m, nn.Conv2d) for p in m.parameters())
-dense_params = sum(p.size for m in a.modules() if isinstance(m, nn.Linear) for p in m.parameters())
+conv_params = sum(p.numel() for m in a.modules() if isinstance(m, nn.Conv2d) for p in m.parameters())
+dense_params = sum(p.numel() for m in a.modules() if isinstance(m, nn.Linear) for p in m.parameters())
 print(f"  convolutions: {conv_params / 1e6:.1f} M parameters, {conv_flops / 1e9:.1f} GFLOPs")
 print(f"  dense layers: {dense_params / 1e6:.1f} M parameters, {dense_flops / 1e9:.2f} GFLOPs")
 param_share = dense_params / (conv_params + dense_params)

@@ -48,8 +48,8 @@ def per_layer(net, size):
             k = module.kernel_size[0] if isinstance(module, nn.Conv2d) else None
             positions = out.shape[2] * out.shape[3] if k else 1
             label = f"conv {k}x{k}, {out.shape[1]} @{out.shape[-1]}" if k else f"dense {out.shape[1]}"
-            rows.append(dict(name=label, shape=out.shape, flops=2 * module.weight.size * positions,
-                             params=sum(p.size for p in module.parameters()), bytes=0))
+            rows.append(dict(name=label, shape=out.shape, flops=2 * module.weight.numel() * positions,
+                             params=sum(p.numel() for p in module.parameters()), bytes=0))
         if not np.shares_memory(out.data, inputs[0].data):
             rows[-1]["bytes"] += out.data.nbytes
 

@@ -107,9 +107,18 @@ class Tensor(TensorBase):
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return self.data.size
+    def size(self, dim=None):
+        """The shape, as PyTorch's `x.size()`; `x.size(0)` is the length of axis 0. (NumPy's `a.size`, the
+        number of elements, is `x.numel()`.)"""
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        """The number of elements (NumPy's `a.size`)."""
+        return int(self.data.size)
+
+    def dim(self):
+        """The number of axes (`ndim`)."""
+        return self.data.ndim
 
     @property
     def device(self):
@@ -131,6 +140,25 @@ class Tensor(TensorBase):
     def __len__(self):
         return len(self.data)
 
+    def __float__(self):
+        return float(self._one_element("float"))
+
+    def __int__(self):
+        return int(self._one_element("int"))
+
+    def __index__(self):
+        """An integer tensor of one element used as an index (range(t), a list's [t])."""
+        if self.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of a single element can be converted to an index, got dtype "
+                            f"{self.dtype}")
+        return int(self._one_element("index"))
+
+    def _one_element(self, what):
+        if self.data.size != 1:
+            raise ValueError(f"{what}(): only one element tensors can be converted to Python scalars, this one "
+                             f"has shape {self.shape}; reduce it first (.sum(), .mean()) or use .tolist()")
+        return self.data.reshape(()).item()
+
     def __repr__(self):
         """PyTorch's format: `tensor([1., 2.], grad_fn=<MulBackward>)` (see minivgg/printing.py)."""
         return printing.tensor_repr(self)
@@ -149,12 +177,24 @@ class Tensor(TensorBase):
     def tolist(self):
         return self.numpy().tolist()
 
-    def to(self, device):
-        """This tensor on `device` ('cpu', 'cuda', 'cuda:N'); itself when already there."""
-        data = backend.to_device(self.data, device)
-        if data is self.data:
-            return self
-        return Tensor(data, requires_grad=self.requires_grad and self.is_leaf, name=self.name)
+    def to(self, *args, device=None, dtype=None):
+        """This tensor on another device and/or in another dtype, as PyTorch's `.to`: `x.to('cuda')`,
+        `x.to(minivgg.device('cpu'))`, `x.to(minivgg.float64)`, `x.to(device, dtype)`, `x.to(other_tensor)`.
+        Itself when nothing changes. A cast between float dtypes stays in the graph (see ops.cast)."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                device, dtype = arg.device, arg.dtype
+            elif _as_dtype(arg) is not None:
+                dtype = arg
+            else:
+                device = arg
+        out = self if dtype is None else ops.cast(self, _as_dtype(dtype, "to"))
+        if device is None:
+            return out
+        data = backend.to_device(out.data, device)
+        if data is out.data:
+            return out
+        return Tensor(data, requires_grad=out.requires_grad and out.is_leaf, name=out.name)
 
     def cpu(self):
         return self.to("cpu")
@@ -166,11 +206,34 @@ class Tensor(TensorBase):
         """The same data (and version counter), cut from the graph."""
         return self._alias(self.data)
 
-    def float(self):
-        return self._alias(self.data.astype("float32", copy=False))
-
     def astype(self, dtype):
+        """NumPy's spelling: the values in `dtype`, cut from the graph (PyTorch's is `.to(dtype)`)."""
         return self._alias(self.data.astype(dtype, copy=False))
+
+    def type(self, dtype=None):
+        """With a dtype, `x.to(dtype)`; without, the type's name as PyTorch gives it ('minivgg.FloatTensor')."""
+        if dtype is None:
+            return f"minivgg.{_torch_dtype_name(self.dtype)}Tensor"
+        return ops.cast(self, _as_dtype(dtype, "type"))
+
+    # PyTorch's casts: x.float() is x.to(float32), x.long() is x.to(int64), ...
+    def float(self):
+        return ops.cast(self, np.float32)
+
+    def double(self):
+        return ops.cast(self, np.float64)
+
+    def half(self):
+        return ops.cast(self, np.float16)
+
+    def long(self):
+        return ops.cast(self, np.int64)
+
+    def int(self):
+        return ops.cast(self, np.int32)
+
+    def bool(self):
+        return ops.cast(self, np.bool_)
 
     # ---- autograd ----------------------------------------------------------------------------
     def requires_grad_(self, flag=True):
@@ -220,6 +283,11 @@ class Tensor(TensorBase):
     __pow__, __neg__, __matmul__, __getitem__ = ops.pow, ops.neg, ops.matmul, ops.getitem
     matmul, exp, log, sqrt, tanh, sigmoid = ops.matmul, ops.exp, ops.log, ops.sqrt, ops.tanh, ops.sigmoid
     sum, mean, max, flatten, broadcast_to = ops.sum, ops.mean, ops.max, ops.flatten, ops.broadcast_to
+    min, amax, amin, argmax, argmin = ops.min, ops.amax, ops.amin, ops.argmax, ops.argmin
+    var, std, norm, abs, clone = ops.var, ops.std, ops.norm, ops.abs, ops.clone
+    topk, sort, softmax, log_softmax = ops.topk, ops.sort, ops.softmax, ops.log_softmax
+    squeeze, unsqueeze, take_along_dim = ops.squeeze, ops.unsqueeze, ops.take_along_dim
+    __abs__ = ops.abs
 
     def __radd__(self, other):
         return ops.add(other, self)
@@ -240,8 +308,31 @@ class Tensor(TensorBase):
         """x.reshape(2, 3) and x.reshape((2, 3)) both mean the shape (2, 3)."""
         return ops.reshape(self, _shape_args(shape))
 
+    def view(self, *shape):
+        """x.view(2, 3), x.view(-1): a reshape (here it copies when the array is not contiguous, where
+        PyTorch's view refuses)."""
+        return ops.reshape(self, _shape_args(shape))
+
+    def view_as(self, other):
+        return ops.reshape(self, other.shape)
+
+    def permute(self, *dims):
+        """x.permute(1, 0) and x.permute((1, 0)): the axes in that order."""
+        return ops.permute(self, _shape_args(dims))
+
     def transpose(self, *axes):
+        """PyTorch's x.transpose(dim0, dim1) swaps two axes; NumPy's x.transpose(), x.transpose(axes)
+        (all of them) orders them all."""
+        if len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
+            return ops.swapaxes(self, *axes)
         return ops.transpose(self, _shape_args(axes) or None)
+
+    def t(self):
+        """The transpose of a matrix (a 0-d or 1-d tensor is returned as it is), as torch.t."""
+        if self.ndim > 2:
+            raise ValueError(f"t(): expects a tensor with at most 2 dimensions, got shape {self.shape}; "
+                             "use .permute() or .transpose(dim0, dim1)")
+        return self if self.ndim < 2 else ops.transpose(self)
 
     @property
     def T(self):
@@ -363,6 +454,8 @@ class Tensor(TensorBase):
     def __ne__(self, other):
         return self._compare(other, "__ne__")
 
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
     __hash__ = object.__hash__  # tensors are graph nodes: hashed by identity
 
     def __bool__(self):
@@ -370,14 +463,23 @@ class Tensor(TensorBase):
             raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .all() or .any()")
         return bool(self.data)
 
-    def argmax(self, axis=None):
-        return Tensor(self.data.argmax(axis=axis))
-
     def all(self):
         return bool(self.data.all())
 
     def any(self):
         return bool(self.data.any())
+
+
+def _as_dtype(value, op=None):
+    """`value` as a NumPy dtype if it names one (minivgg.float32, numpy.int64, 'float32'), else None; with
+    `op`, a dtype it does not name is an error naming that op."""
+    if isinstance(value, np.dtype):
+        return value
+    if (isinstance(value, type) and issubclass(value, np.generic)) or value in _TORCH_DTYPE_NAMES:
+        return np.dtype(value)
+    if op is not None:
+        raise TypeError(f"{op}: {value!r} is not a dtype; use minivgg.float32, minivgg.int64, ...")
+    return None
 
 
 def _shape_args(args):

@@ -11,6 +11,9 @@ import numpy as np
 from . import backend, tiers
 from .autograd import Function, Tensor, _as_tensor
 from .ops import flatten as _flatten
+# Elementwise and along-an-axis kernels, written (forward and backward side by side) with the other
+# elementwise ops in ops.py, where Tensor's methods reach them too.
+from .ops import LogSoftmaxFunction, SoftmaxFunction, log_softmax, log_softmax_array, sigmoid, softmax, tanh  # noqa: F401
 
 
 def _pair(value, name="kernel_size"):
@@ -362,52 +365,6 @@ def flatten(x, start_dim=1, end_dim=-1):
 # ---------------------------------------------------------------------------------------------------
 # Softmax and cross-entropy
 # ---------------------------------------------------------------------------------------------------
-def _log_softmax_array(x, axis):
-    xp = backend.get_array_module(x)
-    z = x - x.max(axis=axis, keepdims=True)  # stable: the largest exponent is exp(0)
-    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
-
-
-class LogSoftmaxFunction(Function):
-    """x (any shape) -> log softmax along `axis`. Keeps the output."""
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        y = _log_softmax_array(x, self.axis)
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, gy):
-        y, = self.saved_tensors
-        return gy - backend.get_array_module(gy).exp(y) * gy.sum(axis=self.axis, keepdims=True)
-
-
-class SoftmaxFunction(Function):
-    """x (any shape) -> softmax along `axis`. Keeps the output."""
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, x):
-        y = backend.get_array_module(x).exp(_log_softmax_array(x, self.axis))
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, gy):
-        y, = self.saved_tensors
-        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
-
-
-def log_softmax(x, dim=-1):
-    return LogSoftmaxFunction(dim)(x)
-
-
-def softmax(x, dim=-1):
-    return SoftmaxFunction(dim)(x)
-
-
 class CrossEntropyFunction(Function):
     """logits (N, C), labels (N,) integers in [0, C) -> mean over the batch of -log softmax[label].
 
@@ -417,7 +374,7 @@ class CrossEntropyFunction(Function):
     def forward(self, logits, labels):
         xp = backend.get_array_module(logits)
         n = logits.shape[0]
-        logp = _log_softmax_array(logits, axis=1)                         # (N, C)
+        logp = log_softmax_array(logits, axis=1)                          # (N, C)
         self.logp = logp
         self.save_for_backward(labels)
         picked = logp[xp.arange(n), labels]                                # (N,)
@@ -447,7 +404,7 @@ def cross_entropy(logits, labels):
                          f"expected ({logits.shape[0]},)")
     # On a GPU this check would wait for the device at every step (and CuPy wraps an out-of-range index
     # around instead of failing): train_epoch checks the labels there when it reads the loss anyway.
-    if labels.device == "cpu" and labels.size:
+    if labels.device == "cpu" and labels.numel():
         check_label_range(int(labels.data.min()), int(labels.data.max()), logits.shape[1], f"logits {logits.shape}")
     return CrossEntropyFunction()(logits, labels)
 

@@ -297,9 +297,23 @@ class Sum(Function):
         return backend.get_array_module(g).broadcast_to(g, self.shape)
 
 
-def sum(x, axis=None, keepdims=False):
-    """x.sum(axis, keepdims). Named like torch.sum (`minivgg.sum`), so it shadows the builtin in this module."""
-    return Sum(axis, keepdims)(x)
+def reduction_args(op, dim, keepdim, axis, keepdims):
+    """(dim, keepdim) of a reduction called PyTorch's way (`dim=`, `keepdim=`) or NumPy's (`axis=`,
+    `keepdims=`), which PyTorch also accepts; both spellings of one argument at once is an error."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: got both dim={dim!r} and axis={axis!r}; they mean the same, pass one")
+        dim = axis
+    if keepdims is not None:
+        keepdim = keepdims
+    return (tuple(dim) if isinstance(dim, list) else dim), bool(keepdim)
+
+
+def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """x summed over `dim` (an int, a tuple, or None for all), as torch.sum. Named like it (`minivgg.sum`),
+    so it shadows the builtin in this module."""
+    dim, keepdim = reduction_args("sum", dim, keepdim, axis, keepdims)
+    return Sum(dim, keepdim)(x)
 
 
 class Mean(Sum):
@@ -314,8 +328,38 @@ class Mean(Sum):
         return super().backward(gy / self.count)
 
 
-def mean(x, axis=None, keepdims=False):
-    return Mean(axis, keepdims)(x)
+def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """x averaged over `dim` (an int, a tuple, or None for all), as torch.mean."""
+    dim, keepdim = reduction_args("mean", dim, keepdim, axis, keepdims)
+    if x.dtype.kind != "f":  # NumPy would return float64; PyTorch refuses
+        raise TypeError(f"mean: needs a floating-point tensor, got dtype {x.dtype}; convert it first with .float()")
+    return Mean(dim, keepdim)(x)
+
+
+def var(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None, keepdims=None):
+    """The variance over `dim`, sum((x - mean)^2) / (n - correction), as torch.var: by default the unbiased
+    estimate (correction 1; `unbiased=False` means correction 0). Built from differentiable ops."""
+    dim, keepdim = reduction_args("var", dim, keepdim, axis, keepdims)
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    axes = _normalize_axis(dim, x.ndim)
+    count = int(np.prod([x.shape[a] for a in axes]))
+    deviation = x - mean(x, axes, keepdim=True)
+    return sum(deviation * deviation, axes, keepdim) / (count - correction)
+
+
+def std(x, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None, keepdims=None):
+    """The standard deviation over `dim`: the square root of `var` with the same arguments (torch.std)."""
+    return sqrt(var(x, dim, keepdim, correction=correction, unbiased=unbiased, axis=axis, keepdims=keepdims))
+
+
+def norm(x, p=2, dim=None, keepdim=False):
+    """The p-norm over `dim` (all elements by default), p = 2 (or 'fro') or 1, as torch.norm."""
+    if p in (2, "fro"):
+        return sqrt(sum(x * x, dim, keepdim))
+    if p == 1:
+        return sum(abs(x), dim, keepdim)
+    raise ValueError(f"norm: p must be 2, 'fro' or 1, got {p!r}; for others compute (x.abs() ** p).sum() ** (1 / p)")
 
 
 class Max(Function):
@@ -338,9 +382,190 @@ class Max(Function):
         return (g * share).astype(x.dtype, copy=False)
 
 
-def max(x, axis=None, keepdims=False):
-    """x.max(axis, keepdims). Named like torch.amax (`minivgg.max`), so it shadows the builtin in this module."""
-    return Max(axis, keepdims)(x)
+def amax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The largest value over `dim` (an int, a tuple, or None for all), as torch.amax; tied maxima share
+    the gradient."""
+    dim, keepdim = reduction_args("amax", dim, keepdim, axis, keepdims)
+    return Max(dim, keepdim)(x)
+
+
+def amin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The smallest value over `dim`, as torch.amin: -amax(-x)."""
+    return neg(amax(neg(x), dim, keepdim, axis=axis, keepdims=keepdims))
+
+
+class ValuesIndices(tuple):
+    """(values, indices), as PyTorch's max(dim), min(dim), topk and sort return them: unpack it, or read
+    `.values` and `.indices`."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+    @property
+    def indices(self):
+        return self[1]
+
+    def __repr__(self):
+        return f"values={self[0]!r},\nindices={self[1]!r}"
+
+
+def _extreme(op, x, dim, keepdim, axis, keepdims):
+    """max/min: over everything a scalar, along one `dim` (values, indices) (PyTorch's torch.max/min)."""
+    dim, keepdim = reduction_args(op, dim, keepdim, axis, keepdims)
+    if dim is None:
+        return amax(x) if op == "max" else amin(x)
+    if isinstance(dim, TensorBase):
+        raise TypeError(f"{op}(x, other): the elementwise {op} of two tensors is not in minivgg; "
+                        f"write it as (x > other) * x + (x <= other) * other")
+    if isinstance(dim, tuple):
+        raise TypeError(f"{op}: dim must be one int when indices are returned, got {dim!r}; over several axes "
+                        f"use a{op}(x, dim={dim!r}), which returns the values only")
+    indices = argmax(x, dim, keepdim=True) if op == "max" else argmax(neg(x.detach()), dim, keepdim=True)
+    values = take_along_dim(x, indices, dim)
+    if not keepdim:
+        values, indices = squeeze(values, dim), squeeze(indices, dim)
+    return ValuesIndices(values, indices)
+
+
+def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """torch.max: x.max() is the largest value (a 0-d tensor); x.max(dim) gives (values, indices) along `dim`
+    (the first maximum wins a tie, and the gradient goes to it). Named like torch.max (`minivgg.max`), so it
+    shadows the builtin in this module. For the values over several axes: amax."""
+    return _extreme("max", x, dim, keepdim, axis, keepdims)
+
+
+def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """torch.min: the smallest value, or (values, indices) along `dim` (see max)."""
+    return _extreme("min", x, dim, keepdim, axis, keepdims)
+
+
+def argmax(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The index of the largest value along `dim` (of the flattened tensor when dim is None), int64 and
+    outside the graph, as torch.argmax; the first maximum wins a tie."""
+    dim, keepdim = reduction_args("argmax", dim, keepdim, axis, keepdims)
+    if isinstance(dim, tuple):
+        raise TypeError(f"argmax: dim must be one int or None, got {dim!r}")
+    xp = backend.get_array_module(x.data)
+    index = x.data.argmax(axis=dim).astype(np.int64, copy=False)
+    if keepdim:
+        index = index.reshape((1,) * x.ndim) if dim is None else xp.expand_dims(index, dim)
+    return x._new(index)
+
+
+def argmin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """The index of the smallest value along `dim` (see argmax)."""
+    return argmax(neg(x.detach()), dim, keepdim, axis=axis, keepdims=keepdims)
+
+
+class TakeAlongDim(Function):
+    """x, indices (x's shape except along `dim`) -> x's entries at those indices along `dim`, as
+    numpy.take_along_axis. Backward adds each gradient back at its index (repeated indices add up)."""
+
+    def __init__(self, indices, dim):
+        self.indices, self.dim = indices, dim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return backend.get_array_module(x).take_along_axis(x, self.indices, axis=self.dim)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        # every position of gy, named by one index array per axis: its own coordinates, the given index along dim
+        where = [xp.arange(n).reshape((1,) * k + (n,) + (1,) * (gy.ndim - k - 1)) for k, n in enumerate(gy.shape)]
+        where[self.dim] = self.indices
+        xp.add.at(gx, tuple(where), gy)
+        return gx
+
+
+def take_along_dim(x, indices, dim):
+    """x's values at integer `indices` along `dim` (torch.take_along_dim); `indices` has x's number of axes."""
+    index = indices.data if isinstance(indices, TensorBase) else backend.get_array_module(x.data).asarray(indices)
+    if index.dtype.kind not in "iu":
+        raise TypeError(f"take_along_dim: indices must be integers, got dtype {index.dtype}")
+    return TakeAlongDim(index, dim % x.ndim)(x)
+
+
+def topk(x, k, dim=-1, largest=True, sorted=True):
+    """(values, indices) of the k largest (`largest=False`: smallest) entries along `dim`, largest first,
+    as torch.topk. The gradient goes to the entries picked."""
+    if not 1 <= k <= x.shape[dim]:
+        raise ValueError(f"topk: k must be between 1 and the size {x.shape[dim]} of dim {dim}, got {k}")
+    order = sort(x.detach(), dim, descending=largest).indices
+    indices = x._new(order.data[(slice(None),) * (dim % x.ndim) + (slice(0, k),)])
+    return ValuesIndices(take_along_dim(x, indices, dim), indices)
+
+
+def sort(x, dim=-1, descending=False):
+    """(values, indices) of x sorted along `dim`, ascending unless `descending`, as torch.sort. Ties keep
+    their order (a stable sort)."""
+    data = x.data
+    if descending:  # sorting -x keeps ties in order, where reversing an ascending sort would not
+        data = ~data if data.dtype == bool else -data
+    xp = backend.get_array_module(data)
+    indices = x._new(xp.argsort(data, axis=dim, kind="stable").astype(np.int64, copy=False))
+    return ValuesIndices(take_along_dim(x, indices, dim), indices)
+
+
+class Abs(Function):
+    """|x| -> x's shape. The gradient is sign(x): 0 at 0, as in PyTorch."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return backend.get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        x, = self.saved_tensors
+        return gy * backend.get_array_module(x).sign(x)
+
+
+def abs(x):
+    """|x| (torch.abs). Named like it, so it shadows the builtin in this module."""
+    return Abs()(x)
+
+
+class Cast(Function):
+    """x -> x in another floating dtype. Backward casts the gradient back to x's dtype."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return gy.astype(self.in_dtype)
+
+
+def cast(x, dtype):
+    """x in `dtype`; x itself when it has it already. Between floating dtypes a graph node; to an integer or
+    boolean dtype a new tensor outside the graph (only floats carry gradients), as in PyTorch."""
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    if dtype.kind == "f":
+        return Cast(dtype)(x)
+    return x._new(x.data.astype(dtype))
+
+
+class Clone(Function):
+    """x -> a copy of x, in the graph (its gradient passes unchanged)."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+def clone(x):
+    """A copy with its own array, still in the graph (torch.clone)."""
+    return Clone()(x)
 
 
 class Reshape(Function):
@@ -389,6 +614,34 @@ class Transpose(Function):
 
 def transpose(x, axes=None):
     return Transpose(axes)(x)
+
+
+def permute(x, dims):
+    """x with its axes in the order `dims` (torch.permute; NumPy's transpose(axes))."""
+    dims = tuple(d % x.ndim for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: dims {dims} must name each of the {x.ndim} axes of shape {x.shape} once")
+    return transpose(x, dims)
+
+
+def swapaxes(x, dim0, dim1):
+    """x with axes dim0 and dim1 exchanged (torch.transpose(x, dim0, dim1))."""
+    order = list(range(x.ndim))
+    order[dim0], order[dim1] = order[dim1], order[dim0]
+    return transpose(x, order)
+
+
+def squeeze(x, dim=None):
+    """x without its axes of size 1 (only `dim`, an int or a tuple, if given; one of another size is
+    kept, as in torch.squeeze)."""
+    dims = range(x.ndim) if dim is None else [d % x.ndim for d in (dim if isinstance(dim, tuple) else (dim,))]
+    return reshape(x, tuple(n for k, n in enumerate(x.shape) if not (k in dims and n == 1)))
+
+
+def unsqueeze(x, dim):
+    """x with a new axis of size 1 at position `dim` (negative counts from the end of the result)."""
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 class BroadcastTo(Function):
@@ -502,6 +755,11 @@ def concatenate(tensors, axis=0):
     return Concatenate(axis)(*tensors)
 
 
+def cat(tensors, dim=0, *, axis=None):
+    """Tensors joined along `dim` (torch.cat); they agree in every other axis."""
+    return Concatenate(dim if axis is None else axis)(*tensors)
+
+
 class Stack(Function):
     """Tensors of one shape -> a new axis `axis` holding them."""
 
@@ -519,3 +777,53 @@ class Stack(Function):
 
 def stack(tensors, axis=0):
     return Stack(axis)(*tensors)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Softmax along an axis (here, not in functional.py, so that Tensor.softmax can reach it)
+# ---------------------------------------------------------------------------------------------------
+def log_softmax_array(x, axis):
+    """log softmax of an array along `axis`, computed stably: the largest exponent is exp(0)."""
+    xp = backend.get_array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)
+    return z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmaxFunction(Function):
+    """x (any shape) -> log softmax along `axis`. Keeps the output."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        y = log_softmax_array(x, self.axis)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved_tensors
+        return gy - backend.get_array_module(gy).exp(y) * gy.sum(axis=self.axis, keepdims=True)
+
+
+class SoftmaxFunction(Function):
+    """x (any shape) -> softmax along `axis`. Keeps the output."""
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        y = backend.get_array_module(x).exp(log_softmax_array(x, self.axis))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        y, = self.saved_tensors
+        return y * (gy - (gy * y).sum(axis=self.axis, keepdims=True))
+
+
+def log_softmax(x, dim=-1):
+    return LogSoftmaxFunction(dim)(x)
+
+
+def softmax(x, dim=-1):
+    return SoftmaxFunction(dim)(x)

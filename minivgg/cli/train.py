@@ -186,7 +186,7 @@ def print_notes(config, args, net, tuned, start, frozen, copied):
         print(f"weights: {args.torchvision_weights} (torchvision), a new last dense layer for "
               f"{config.num_classes} output{'s' if config.num_classes > 1 else ''}")
     if frozen:
-        trainable = sum(p.size for p in net.parameters() if p.requires_grad)
+        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
         print(f"frozen: {', '.join(frozen)} (the convolutional part); {trainable:,} of {net.num_parameters():,} "
               f"parameters train")
     if config.binary:

@@ -17,7 +17,7 @@ def summary(net, input_shape, file=None, device="cpu", per_layer=False):
     if per_layer:
         return _layer_summary(net, input_shape, file, device)
     outputs = dry_run(net, input_shape, device)
-    rows = [(type(block).__name__, tuple(shape), sum(p.size for p in block.parameters()))
+    rows = [(type(block).__name__, tuple(shape), sum(p.numel() for p in block.parameters()))
             for _, block, shape in outputs]
     total = sum(r[2] for r in rows)
     lines = [f"{'layer':<20} {'output shape':<22} {'parameters':>12}"]
@@ -42,10 +42,10 @@ def _layer_summary(net, input_shape, file, device):
     finally:
         for h in handles:
             h.remove()
-    rows = [(name, type(m).__name__, shapes.get(name), sum(p.size for p in m.parameters())) for name, m in leaves]
+    rows = [(name, type(m).__name__, shapes.get(name), sum(p.numel() for p in m.parameters())) for name, m in leaves]
     params = list(net.parameters())
-    total = sum(p.size for p in params)
-    trainable = sum(p.size for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
     rule = "=" * 72
     lines = [f"{'Layer (type)':<32} {'Output Shape':<24} {'Param #':>14}", rule]
     lines += [f"{f'{name} ({kind})':<32} {str(shape) if shape else '-':<24} {count:>14,}"
@@ -62,10 +62,10 @@ def count_flops(net, input_shape):
     counts = {"conv": 0, "dense": 0}
 
     def conv_hook(module, inputs, output):
-        counts["conv"] += 2 * module.weight.size * output.shape[2] * output.shape[3] * output.shape[0] // input_shape[0]
+        counts["conv"] += 2 * module.weight.numel() * output.shape[2] * output.shape[3] * output.shape[0] // input_shape[0]
 
     def dense_hook(module, inputs, output):
-        counts["dense"] += 2 * module.weight.size * output.shape[0] // input_shape[0]
+        counts["dense"] += 2 * module.weight.numel() * output.shape[0] // input_shape[0]
 
     handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else dense_hook)
                for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

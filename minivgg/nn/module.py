@@ -215,7 +215,7 @@ class Module:
 
     def num_parameters(self):
         self._check_materialized("num_parameters")
-        return int(sum(p.size for p in self.parameters()))
+        return int(sum(p.numel() for p in self.parameters()))
 
     def _check_materialized(self, what):
         check_materialized(self, what)
