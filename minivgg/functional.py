@@ -1,5 +1,6 @@
-"""The CNN kernels, forward and backward side by side: im2col convolution, max-pooling, ReLU, dropout,
-linear, softmax/cross-entropy and local response normalization. Imported as `F`.
+"""The CNN kernels, forward and backward side by side: im2col convolution, max- and average pooling
+(adaptive too), ReLU, dropout, linear, cross-entropy, MSE and local response normalization. Imported as `F`.
+Softmax, log-softmax, sigmoid and tanh are here as well, written in ops.py (see the import below).
 
 These are the reference kernels: textbook NCHW layouts, no threads, no memory-order tricks. Each takes
 `xp = get_array_module(x)` and uses only functions NumPy and CuPy both have, so the same lines run on the
@@ -274,6 +275,102 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Average pooling (LeNet's subsampling; NiN's global pooling)
+# ---------------------------------------------------------------------------------------------------
+class AvgPool2dFunction(Function):
+    """x (N, C, H, W) -> y (N, C, OH, OW): the mean of each KHxKW window, OH as for max-pooling.
+
+    The padding is zeros and counts in the mean (PyTorch's count_include_pad=True): every window divides
+    by KH*KW. Backward hands each output's gradient, divided by KH*KW, to every input of its window.
+    """
+
+    def __init__(self, kernel, stride, padding):
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def forward(self, x):
+        _check_rank("avg_pool2d", x)
+        xp = backend.get_array_module(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        oh, ow = _output_size("avg_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        total = xp.zeros(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):                                            # offset (i, j) of every window
+                total += padded[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw]
+        self.x_shape = x.shape
+        return total / x.dtype.type(kh * kw)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
+        n, c, h, w = self.x_shape
+        oh, ow = gy.shape[2:]
+        share = gy / gy.dtype.type(kh * kw)                                # each input's part of the mean
+        gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+        for i in range(kh):
+            for j in range(kw):                                            # windows may overlap: add
+                gx[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += share
+        return gx[:, :, ph:ph + h, pw:pw + w]
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over each KxK window; stride defaults to the kernel size and zero padding counts in the mean
+    (PyTorch's defaults)."""
+    kernel = _pair(kernel_size)
+    stride = kernel if stride is None else _pair(stride, "stride")
+    padding = _pair(padding, "padding")
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(f"avg_pool2d: padding {padding} must be at most half the kernel {kernel}")
+    return AvgPool2dFunction(kernel, stride, padding)(x)
+
+
+def adaptive_bins(size, out):
+    """The `out` windows [start, end) that adaptive pooling averages along an axis of `size`: window i is
+    floor(i * size / out) .. ceil((i + 1) * size / out), PyTorch's rule (they overlap when out does not
+    divide size)."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+class AdaptiveAvgPool2dFunction(Function):
+    """x (N, C, H, W) -> y (N, C, OH, OW) for any H, W: output (i, j) is the mean of the window of rows
+    adaptive_bins(H, OH)[i] and columns adaptive_bins(W, OW)[j]. OH = OW = 1 is global average pooling.
+    Backward spreads each output's gradient evenly over its window."""
+
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def forward(self, x):
+        _check_rank("adaptive_avg_pool2d", x)
+        xp = backend.get_array_module(x)
+        h, w = x.shape[2:]
+        oh, ow = (h if o is None else o for o, h in zip(self.output_size, (h, w)))
+        self.rows, self.cols, self.x_shape = adaptive_bins(h, oh), adaptive_bins(w, ow), x.shape
+        y = xp.empty(x.shape[:2] + (oh, ow), dtype=x.dtype)
+        for i, (r0, r1) in enumerate(self.rows):
+            for j, (c0, c1) in enumerate(self.cols):
+                y[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+        return y
+
+    def backward(self, gy):
+        gx = backend.get_array_module(gy).zeros(self.x_shape, dtype=gy.dtype)
+        for i, (r0, r1) in enumerate(self.rows):
+            for j, (c0, c1) in enumerate(self.cols):
+                area = gy.dtype.type((r1 - r0) * (c1 - c0))
+                gx[:, :, r0:r1, c0:c1] += (gy[:, :, i, j] / area)[:, :, None, None]
+        return gx
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Average pooling to a fixed output size (OH, OW) whatever the input's (an int means OH = OW; None in
+    the pair keeps that input size), as torch.nn.functional.adaptive_avg_pool2d."""
+    size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(size) != 2 or not all(s is None or (isinstance(s, (int, np.integer)) and s >= 1) for s in size):
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be a positive int or a pair of them (or None), "
+                         f"got {output_size!r}")
+    return AdaptiveAvgPool2dFunction(size)(x)
+
+
+# ---------------------------------------------------------------------------------------------------
 # ReLU and dropout
 # ---------------------------------------------------------------------------------------------------
 class ReLUFunction(Function):
@@ -476,6 +573,49 @@ def binary_cross_entropy_with_logits(logits, targets, reduction="mean"):
         raise ValueError(f"binary_cross_entropy_with_logits: targets of shape {targets.shape} do not match logits "
                          f"{logits.shape}: they must have the same shape (one target per logit)")
     return BinaryCrossEntropyWithLogitsFunction(reduction)(logits, targets)
+
+
+class MSELossFunction(Function):
+    """x, y (one shape) -> the squared error of each entry, (x - y)^2, reduced by `reduction` ('mean' and
+    'sum' give a scalar, 'none' x's shape).
+
+    Backward: d/dx = 2 (x - y), d/dy = -2 (x - y), times the incoming gradient (divided by x.size for 'mean').
+    """
+
+    def __init__(self, reduction="mean"):
+        self.reduction = reduction
+
+    def forward(self, x, y):
+        diff = x - y
+        self.diff = diff
+        loss = diff * diff
+        if self.reduction == "none":
+            return loss
+        total = loss.sum()
+        return total / x.dtype.type(x.size) if self.reduction == "mean" else total
+
+    def backward(self, gy):
+        if self.reduction == "mean":
+            gy = gy / gy.dtype.type(self.diff.size)
+        g = 2 * self.diff * gy
+        return (g if self.needs_input_grad[0] else None), (-g if self.needs_input_grad[1] else None)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """The mean (or 'sum', or per entry with 'none') of the squared differences of `input` and `target`,
+    which have one shape (torch.nn.functional.mse_loss; D2L's linear regression)."""
+    input = _as_tensor(input)
+    target = target if isinstance(target, Tensor) else Tensor(backend.get_array_module(input.data).asarray(
+        target, dtype=input.dtype))
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"mse_loss: reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    if input.dtype.kind != "f" or target.dtype != input.dtype:
+        raise TypeError(f"mse_loss: input and target must be floats of one dtype, got {input.dtype} and "
+                        f"{target.dtype}; convert with .float()")
+    if target.shape != input.shape:  # PyTorch broadcasts with a warning; a mismatch is nearly always a bug
+        raise ValueError(f"mse_loss: target of shape {target.shape} does not match input {input.shape}; "
+                         "reshape one of them (e.g. y.reshape(y_hat.shape))")
+    return MSELossFunction(reduction)(input, target)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`Sequential`, and `call_layer`, which names the layer a shape error comes from."""
+"""`Sequential`, `ModuleList`, and `call_layer`, which names the layer a shape error comes from."""
 from .module import Module
 
 
@@ -49,3 +49,41 @@ class Sequential(Module):
             raise TypeError(f"Sequential: can only hold Modules, got a {type(module).__name__}")
         names = list(self._modules)
         setattr(self, names[index], module)
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters the owner learns (a plain list's would be missed by parameters(),
+    to() and state_dict()). It has no forward: the owner calls its modules as it wants."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def append(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: item {len(self._modules)} must be a Module, got {module!r} "
+                            f"({type(module).__name__})")
+        setattr(self, str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, index):
+        items = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(items[index])
+        return items[index]
+
+    def __setitem__(self, index, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: can only hold Modules, got a {type(module).__name__}")
+        setattr(self, list(self._modules)[index], module)

@@ -44,11 +44,57 @@ def xavier_uniform_(tensor, gain=1.0):
     return uniform_(tensor, -bound, bound)
 
 
-def kaiming_normal_(tensor, mode="fan_in"):
-    """N(0, 2 / fan) for ReLU networks (He et al.), fan = fan_in (default) or fan_out."""
+def xavier_normal_(tensor, gain=1.0):
+    """N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out)) (Glorot & Bengio)."""
     fan_in, fan_out = fans(tensor)
-    fan = {"fan_in": fan_in, "fan_out": fan_out}[mode]
-    return normal_(tensor, 0.0, math.sqrt(2.0 / fan))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+
+
+def calculate_gain(nonlinearity, param=None):
+    """The factor PyTorch's initializers scale by for a layer followed by `nonlinearity`: sqrt(2) for
+    'relu', sqrt(2 / (1 + a^2)) for 'leaky_relu' with slope a (`param`, default 0.01), 5/3 for 'tanh',
+    1 for 'linear', 'conv2d' and 'sigmoid'."""
+    if nonlinearity in ("linear", "conv2d", "sigmoid"):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        slope = 0.01 if param is None else param
+        return math.sqrt(2.0 / (1 + slope ** 2))
+    raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}; use 'relu', 'leaky_relu', 'tanh', "
+                     "'sigmoid', 'linear' or 'conv2d'")
+
+
+def _kaiming_std(tensor, a, mode, nonlinearity):
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"kaiming init: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan = dict(zip(("fan_in", "fan_out"), fans(tensor)))[mode]
+    return calculate_gain(nonlinearity, a) / math.sqrt(fan)
+
+
+def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+    """N(0, gain^2 / fan) (He et al.), fan = fan_in (default) or fan_out; with PyTorch's defaults (a leaky
+    ReLU of slope a = 0) the gain is sqrt(2), so the variance is 2 / fan, as for a ReLU."""
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
+
+
+def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+    """U(-b, b) with b = gain * sqrt(3 / fan): the uniform draw of kaiming_normal_'s variance."""
+    bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
+    return uniform_(tensor, -bound, bound)
+
+
+def constant_(tensor, val):
+    """Fill with the number `val`."""
+    with backend.use_device(tensor.device):
+        tensor.data = backend.get_array_module(tensor.data).full(tensor.shape, val, dtype=tensor.dtype)
+    return tensor
+
+
+def ones_(tensor):
+    return constant_(tensor, 1.0)
 
 
 def zeros_(tensor):

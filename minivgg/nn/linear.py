@@ -1,5 +1,5 @@
-"""Dense layers: `Linear`, `LazyLinear` (in_features read from its first input), and `Flatten`, which
-turns feature maps into the rows they take."""
+"""Dense layers: `Linear`, `LazyLinear` (in_features read from its first input), `Flatten`, which
+turns feature maps into the rows they take, and `Identity`, which passes its input on."""
 import math
 
 from .. import functional as F
@@ -57,3 +57,14 @@ class Flatten(Module):
 
     def forward(self, x):
         return F.flatten(x, 1)
+
+
+class Identity(Module):
+    """Returns its input: a placeholder where a network has no layer (a head removed, an optional step).
+    Arguments are accepted and ignored, as in PyTorch."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x

@@ -1,5 +1,6 @@
-"""Losses as layers, named as in `torch.nn`: `CrossEntropyLoss` (integer class labels) and `BCEWithLogitsLoss`
-(one raw score per example and float targets in [0, 1]). Each calls its function in `minivgg.functional`."""
+"""Losses as layers, named as in `torch.nn`: `CrossEntropyLoss` (integer class labels), `BCEWithLogitsLoss`
+(one raw score per example and float targets in [0, 1]) and `MSELoss` (squared error, for regression). Each
+calls its function in `minivgg.functional`."""
 from .. import functional as F
 from .module import Module
 
@@ -30,3 +31,17 @@ class BCEWithLogitsLoss(Module):
 
     def forward(self, logits, targets):
         return F.binary_cross_entropy_with_logits(logits, targets, self.reduction)
+
+
+class MSELoss(Module):
+    """Mean squared error of predictions against targets of the same shape: `F.mse_loss`; reduction 'mean'
+    (default), 'sum' or 'none'."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        if reduction not in F.REDUCTIONS:
+            raise ValueError(f"MSELoss: reduction must be one of {', '.join(F.REDUCTIONS)}, got {reduction!r}")
+        self.reduction = reduction
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, self.reduction)
