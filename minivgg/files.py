@@ -63,6 +63,11 @@ def _alive(pid):
     return True
 
 
+def is_temporary(name):
+    """Whether the file name `name` is one of minivgg's temporary files."""
+    return _OURS.match(name) is not None
+
+
 def sweep(folder):
     """Remove the temporary files that stopped minivgg writes left in `folder` (those of processes no longer
     running, and this process's own); returns how many. Any other file is left alone."""
