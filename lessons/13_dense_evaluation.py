@@ -13,6 +13,10 @@ train_size = 64 if QUICK else 224  # five poolings leave 2x2 (quick) or 7x7 (the
 big_size = 2 * train_size
 mv.manual_seed(0)
 # Random weights, drawn by He's rule so that the logits are of order 1; the effect shown here is geometry.
+print("  The network here is untrained (random weights): every comparison below is about where the scores come")
+print("  from, not about accuracy. A random net's accuracy is chance whatever the evaluation; what dense and")
+print("  multi-crop evaluation give a trained net: benchmarks/RESULTS.md (Fashion-MNIST) and the paper's Table 5")
+print("  (ImageNet).")
 net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 16)), (1, 1, train_size, train_size),
                         "kaiming").eval()
 fcn = models.to_fully_convolutional(net).eval()
@@ -117,11 +121,13 @@ claim(extent - train_size == (field - jump) // 2 > 0, f"the score at (0, 0) depe
       f"{extent - 1}: {extent - train_size} columns beyond its {train_size}-pixel window, as the receptive field says")
 
 plt = pyplot()
-fig, ax = plt.subplots(figsize=(5.2, 4.4))
+fig, ax = plt.subplots(figsize=(5.2, 5.0))
 shown = ax.imshow(np.log10(reach + reach.max() * 1e-6), cmap="magma")
-ax.add_patch(plt.Rectangle((-0.5, -0.5), train_size, train_size, fill=False, edgecolor="cyan", linewidth=2,
+# The window's pixels run from 0 to train_size - 1: its outline drawn just inside their outer edges, clear of
+# the frame.
+ax.add_patch(plt.Rectangle((0, 0), train_size - 1, train_size - 1, fill=False, edgecolor="cyan", linewidth=2,
                            label=f"its {train_size}x{train_size} window (the crop)"))
-ax.legend(loc="lower left", fontsize=8)
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False)
 ax.set_title("|d score(0, 0) / d pixel| of the dense net (black: 0)", fontsize=10)
 ax.set_xlabel("input column")
 ax.set_ylabel("input row")
@@ -141,12 +147,28 @@ claim(offsets == [32 * p for p in range(side)] and gap > 1e-2,
       f"the same {side * side} windows give other class probabilities (largest difference {gap:.3f}): "
       "multi-crop pads each crop with zeros, dense evaluation sees its surroundings")
 
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+crop_logits = np.array([net(mv.tensor(big[:, :, a:a + train_size, b:b + train_size].copy())).numpy()[0]
+                        for a in offsets for b in offsets])
+# float32 logits of order 1 through exp: agreement to 1e-5 is that rounding, far below the 1e-2 gap above
+claim(np.allclose(dense_probs, softmax(score_map.mean(axis=(1, 2))), atol=1e-5)
+      and np.allclose(crop_probs, softmax(crop_logits).mean(axis=0), atol=1e-5),
+      "and they average different things: dense evaluation averages the map's logits, then takes one soft-max; "
+      "multi-crop takes each crop's soft-max, then averages the probabilities")
+
 notice("A position of the class-score map is not the crop's score: the crop is padded with zeros at its edges, "
        "the dense net reads the neighbouring picture there.",
        "The disagreement starts one pixel wide at the crop's inner edges and widens with every 3x3 layer; the "
        "first dense layer, now a convolution, reads the whole last map, so every score differs.",
        "The paper found dense and multi-crop evaluation complementary (averaging both helped) and offers these "
-       "different borders as its hypothesis for why (section 4.3); it does not test it.")
+       "different borders as its hypothesis for why (section 3.2, recalled in 4.3); it does not test it.",
+       "This net is random, so none of the numbers above is an accuracy; trained nets' accuracies under each mode "
+       "are in benchmarks/RESULTS.md and the paper's Table 5.")
 
 exercises("Train a model with `minivgg train`, convert it, and evaluate on 48x48 test images. Does accuracy change?",
           "The paper also averages over horizontal flips (dense_scores(..., flips=True)). Do a map position and "
