@@ -322,7 +322,54 @@ def test_minivgg_data_naming_no_folder(isolated, monkeypatch):
         data.load_fashion_mnist("test")
     good = isolated / "good"
     _test_split(good)
+    _accept_as_fashion_mnist(monkeypatch, _images(10000), _labels(10000))
     assert data.load_fashion_mnist("test", root=str(good))[0].shape == (10000, 28, 28)  # root wins over it
+
+
+def _accept_as_fashion_mnist(monkeypatch, images, labels):
+    """Make made-up test files pass the contents check, as if they were Fashion-MNIST's."""
+    import hashlib
+
+    for name, raw in zip(data.FILES["test"], (images, labels)):
+        monkeypatch.setitem(data.fashion_mnist.SHA256, name, hashlib.sha256(raw).hexdigest())
+
+
+def test_an_uncompressed_copy_with_changed_labels_is_refused(isolated, monkeypatch):
+    import shutil
+
+    copy = isolated / "copy"
+    copy.mkdir()
+    for name in data.FILES["test"] + data.FILES["train"]:
+        with gzip.open(os.path.join(data.DEBIAN_DIR, name + ".gz")) as src, open(copy / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    assert data.load_fashion_mnist("train", root=str(copy))[1].max() == 9  # the intact copy loads
+    labels = bytearray((copy / "train-labels-idx1-ubyte").read_bytes())
+    labels[8:] = bytes(len(labels) - 8)  # every label 0
+    (copy / "train-labels-idx1-ubyte").write_bytes(bytes(labels))
+    with pytest.raises(data.DatasetError, match="train-labels-idx1-ubyte: its contents are not Fashion-MNIST's.*"
+                                                "the file was changed. Delete it and put an intact copy there"):
+        data.load_fashion_mnist("train", root=str(copy))
+    result = _cli("train", "--ratio", "16", "--train-limit", "64", "--batch-size", "64", "--limit-batches", "1",
+                  "--epochs", "1", "--no-progress", "--data", copy, "--out", isolated / "run")
+    _one_line_error(result, "train", "train-labels-idx1-ubyte", "its contents are not Fashion-MNIST's")
+    assert not (isolated / "run").exists()
+
+
+def test_a_checked_file_is_not_hashed_again_until_it_changes(isolated, monkeypatch):
+    folder = isolated / "good"
+    _test_split(folder)
+    _accept_as_fashion_mnist(monkeypatch, _images(10000), _labels(10000))
+    hashed = []
+    real = data.fashion_mnist.hashlib.sha256
+    monkeypatch.setattr(data.fashion_mnist.hashlib, "sha256", lambda raw: hashed.append(1) or real(raw))
+    data.load_fashion_mnist("test", root=str(folder))
+    data.load_fashion_mnist("test", root=str(folder))
+    assert len(hashed) == 2  # each file once
+    path = folder / (data.FILES["test"][1] + ".gz")
+    path.write_bytes(gzip.compress(_labels(10000)[:-1] + b"\x01", mtime=0))  # a label changed, same size
+    os.utime(path, ns=(0, 0))
+    with pytest.raises(data.DatasetError, match="its contents are not Fashion-MNIST's"):
+        data.load_fashion_mnist("test", root=str(folder))
 
 
 def test_the_cli_names_a_data_folder_without_the_files(tmp_path):

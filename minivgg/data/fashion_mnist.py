@@ -7,6 +7,7 @@ re-compressed the .gz files (their MD5 differs from the upstream README's, the c
 """
 import gzip
 import hashlib
+import json
 import os
 import tempfile
 import urllib.request
@@ -14,6 +15,7 @@ import zlib
 
 import numpy as np
 
+from ..files import write_text
 from .loader import DataLoader
 
 text_labels = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -193,8 +195,47 @@ def _parse_split(split, paths):
         odd = paths[1] if counts[0] == COUNTS[split] else paths[0]
         raise DatasetError(f"{paths[0]} holds {counts[0]} items but {paths[1]} holds {counts[1]}: the images and "
                            f"labels are not a pair; {odd} is the odd one. {_fix(odd)}")
-    return (parse_idx(raws[0], paths[0], COUNTS[split], kind="images"),
-            parse_idx(raws[1], paths[1], COUNTS[split], kind="labels"))
+    parsed = (parse_idx(raws[0], paths[0], COUNTS[split], kind="images"),
+              parse_idx(raws[1], paths[1], COUNTS[split], kind="labels"))
+    for name, path, raw in zip(FILES[split], paths, raws):
+        _check_contents(name, path, raw)
+    return parsed
+
+
+def _verified_record():
+    return os.path.join(cache_dir(), "verified.json")
+
+
+def _stamp(path):
+    """What identifies a file's version without reading it: where it is, its size and its mtime."""
+    info = os.stat(path)
+    return [os.path.realpath(path), info.st_size, info.st_mtime_ns]
+
+
+def _check_contents(name, path, raw):
+    """The file's decompressed SHA-256 against Fashion-MNIST's own: a file edited in place (labels changed, an
+    image painted over) is refused. A file checked once is recorded by its size and mtime in the cache folder,
+    and not hashed again until either changes."""
+    stamp = _stamp(path)
+    try:
+        with open(_verified_record()) as f:
+            verified = json.load(f)
+    except (OSError, ValueError):
+        verified = {}
+    if not isinstance(verified, dict):
+        verified = {}
+    if verified.get(name) and stamp in verified[name]:
+        return
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != SHA256[name]:
+        raise DatasetError(f"{path}: its contents are not Fashion-MNIST's (SHA-256 {digest[:16]}..., expected "
+                           f"{SHA256[name][:16]}...): the file was changed. {_fix(path)}")
+    verified[name] = [entry for entry in verified.get(name, []) if entry[0] != stamp[0]][-7:] + [stamp]
+    try:
+        os.makedirs(cache_dir(), exist_ok=True)
+        write_text(_verified_record(), json.dumps(verified))
+    except OSError:
+        pass  # a read-only home: the files are hashed again next time, which is all it costs
 
 
 def load_fashion_mnist(split="train", root=None, download=True):
