@@ -1,0 +1,313 @@
+"""D2L's PyTorch code for chapters 7.6 (LeNet), 8.1 (AlexNet), 8.2 (VGG) and 8.3 (NiN), run on minivgg with
+only its imports changed (`import minivgg as torch`, `from minivgg import nn`) and its data loader: the
+networks built as the book builds them, the shapes it prints, and its `train_ch6` with `accuracy`,
+`evaluate_accuracy_gpu` and `Accumulator` training each for a few batches of small images, on the CPU and
+on the strict CuPy stand-in GPU.
+
+The book's code below is copied as it is printed, except that `Animator` and `Timer` (plots and clocks) are
+replaced by a list of the batch losses, and the channel counts take a divisor so the nets stay small."""
+import numpy as np
+import pytest
+
+import minivgg as torch
+from minivgg import nn
+from minivgg.data import DataLoader
+
+
+# ---- D2L's helpers (d2l.Accumulator, d2l.accuracy, d2l.evaluate_accuracy_gpu, d2l.train_ch6) -----------------
+class Accumulator:
+    """For accumulating sums over `n` variables."""
+    def __init__(self, n):
+        self.data = [0.0] * n
+
+    def add(self, *args):
+        self.data = [a + float(b) for a, b in zip(self.data, args)]
+
+    def reset(self):
+        self.data = [0.0] * len(self.data)
+
+    def __getitem__(self, idx):
+        return self.data[idx]
+
+
+def accuracy(y_hat, y):
+    """Compute the number of correct predictions."""
+    if len(y_hat.shape) > 1 and y_hat.shape[1] > 1:
+        y_hat = y_hat.argmax(axis=1)
+    cmp = y_hat.type(y.dtype) == y
+    return float(cmp.type(y.dtype).sum())
+
+
+def evaluate_accuracy_gpu(net, data_iter, device=None):
+    """Compute the accuracy for a model on a dataset using a GPU."""
+    if isinstance(net, nn.Module):
+        net.eval()  # Set the model to evaluation mode
+        if not device:
+            device = next(iter(net.parameters())).device
+    # No. of correct predictions, no. of predictions
+    metric = Accumulator(2)
+    with torch.no_grad():
+        for X, y in data_iter:
+            if isinstance(X, list):
+                X = [x.to(device) for x in X]
+            else:
+                X = X.to(device)
+            y = y.to(device)
+            metric.add(accuracy(net(X), y), y.numel())
+    return metric[0] / metric[1]
+
+
+def train_ch6(net, train_iter, test_iter, num_epochs, lr, device):
+    """Train a model with a GPU (the book's, its Animator and Timer replaced by the returned losses)."""
+    def init_weights(m):
+        if type(m) == nn.Linear or type(m) == nn.Conv2d:
+            nn.init.xavier_uniform_(m.weight)
+    net.apply(init_weights)
+    print('training on', device)
+    net.to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    loss = nn.CrossEntropyLoss()
+    losses, num_batches = [], len(train_iter)
+    for epoch in range(num_epochs):
+        # Sum of training loss, sum of training accuracy, no. of examples
+        metric = Accumulator(3)
+        net.train()
+        for i, (X, y) in enumerate(train_iter):
+            optimizer.zero_grad()
+            X, y = X.to(device), y.to(device)
+            y_hat = net(X)
+            l = loss(y_hat, y)
+            l.backward()
+            optimizer.step()
+            with torch.no_grad():
+                metric.add(l * X.shape[0], accuracy(y_hat, y), X.shape[0])
+            losses.append(float(l))
+        train_l = metric[0] / metric[2]
+        train_acc = metric[1] / metric[2]
+        test_acc = evaluate_accuracy_gpu(net, test_iter)
+        print(f'loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}, {num_batches} batches')
+    return losses, test_acc
+
+
+# ---- the data: Fashion-MNIST's form (uint8 28x28, ten classes), made up so that a few steps can learn it ---------
+def fake_fashion_mnist(batch_size, resize=None, n=32, device="cpu"):
+    """(train_iter, test_iter) as `load_data_fashion_mnist` gives them (uint8 28x28 images, labels 0-9),
+    made up so that a few steps can learn them: only the labels 0 and 1 occur, a bright band at the top or
+    at the bottom of noise. The loss falls from ln 10 as soon as the net learns that much."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 4 + 14 * k:10 + 14 * k] = 255
+    train = DataLoader((images, labels), batch_size, shuffle=True, device=device, resize=resize)
+    return train, DataLoader((images, labels), batch_size, device=device, resize=resize)
+
+
+def shapes_as_printed(net, X):
+    """The book's loop `for layer in net: X = layer(X); print(layer.__class__.__name__, 'output shape:\\t',
+    X.shape)`, returning what it prints."""
+    printed = []
+    for layer in net:
+        X = layer(X)
+        print(layer.__class__.__name__, 'output shape:\t', X.shape)
+        printed.append((layer.__class__.__name__, tuple(X.shape)))
+    return printed
+
+
+def falls(losses, steps=4):
+    """The mean loss of the last `steps` batches is below that of the first `steps`."""
+    return np.mean(losses[-steps:]) < np.mean(losses[:steps])
+
+
+# ---- 7.6 LeNet ------------------------------------------------------------------------------------------------
+def lenet():
+    return nn.Sequential(
+        nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Conv2d(6, 16, kernel_size=5), nn.Sigmoid(),
+        nn.AvgPool2d(kernel_size=2, stride=2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.Sigmoid(),
+        nn.Linear(120, 84), nn.Sigmoid(),
+        nn.Linear(84, 10))
+
+
+def test_lenet_prints_the_books_shapes():
+    X = torch.rand(size=(1, 1, 28, 28), dtype=torch.float32)
+    assert shapes_as_printed(lenet(), X) == [
+        ("Conv2d", (1, 6, 28, 28)), ("Sigmoid", (1, 6, 28, 28)), ("AvgPool2d", (1, 6, 14, 14)),
+        ("Conv2d", (1, 16, 10, 10)), ("Sigmoid", (1, 16, 10, 10)), ("AvgPool2d", (1, 16, 5, 5)),
+        ("Flatten", (1, 400)), ("Linear", (1, 120)), ("Sigmoid", (1, 120)), ("Linear", (1, 84)),
+        ("Sigmoid", (1, 84)), ("Linear", (1, 10))]
+
+
+def test_lenet_trains_with_train_ch6():
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8)  # the book: batch 256, lr 0.9, 10 epochs
+    losses, test_acc = train_ch6(lenet(), train_iter, test_iter, num_epochs=4, lr=0.3, device=torch.device("cpu"))
+    assert len(losses) == 4 * 4 and falls(losses) and 0 <= test_acc <= 1
+
+
+# ---- 8.1 AlexNet ----------------------------------------------------------------------------------------------
+def alexnet(r=1):
+    """The book's AlexNet (`r` = 1); r > 1 divides every width by r."""
+    return nn.Sequential(
+        nn.Conv2d(1, 96 // r, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(96 // r, 256 // r, kernel_size=5, padding=2), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(256 // r, 384 // r, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384 // r, 384 // r, kernel_size=3, padding=1), nn.ReLU(),
+        nn.Conv2d(384 // r, 256 // r, kernel_size=3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Flatten(),
+        nn.Linear(6400 // r, 4096 // r), nn.ReLU(),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096 // r, 4096 // r), nn.ReLU(),
+        nn.Dropout(p=0.5),
+        nn.Linear(4096 // r, 10))
+
+
+def test_alexnet_prints_the_books_shapes():
+    X = torch.randn(1, 1, 224, 224)
+    r = 16  # the spatial sizes are the book's; the widths a sixteenth
+    assert shapes_as_printed(alexnet(r), X) == [
+        ("Conv2d", (1, 96 // r, 54, 54)), ("ReLU", (1, 96 // r, 54, 54)), ("MaxPool2d", (1, 96 // r, 26, 26)),
+        ("Conv2d", (1, 256 // r, 26, 26)), ("ReLU", (1, 256 // r, 26, 26)), ("MaxPool2d", (1, 256 // r, 12, 12)),
+        ("Conv2d", (1, 384 // r, 12, 12)), ("ReLU", (1, 384 // r, 12, 12)),
+        ("Conv2d", (1, 384 // r, 12, 12)), ("ReLU", (1, 384 // r, 12, 12)),
+        ("Conv2d", (1, 256 // r, 12, 12)), ("ReLU", (1, 256 // r, 12, 12)), ("MaxPool2d", (1, 256 // r, 5, 5)),
+        ("Flatten", (1, 6400 // r)), ("Linear", (1, 4096 // r)), ("ReLU", (1, 4096 // r)),
+        ("Dropout", (1, 4096 // r)), ("Linear", (1, 4096 // r)), ("ReLU", (1, 4096 // r)),
+        ("Dropout", (1, 4096 // r)), ("Linear", (1, 10))]
+
+
+def test_alexnet_trains_with_train_ch6():
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8, resize=224, n=16)
+    losses, _ = train_ch6(alexnet(16), train_iter, test_iter, num_epochs=2, lr=0.05, device=torch.device("cpu"))
+    assert falls(losses, 2)
+
+
+# ---- 8.2 VGG --------------------------------------------------------------------------------------------------
+def vgg_block(num_convs, in_channels, out_channels):
+    layers = []
+    for _ in range(num_convs):
+        layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
+        layers.append(nn.ReLU())
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+
+
+conv_arch = ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512))
+
+
+def vgg(conv_arch):
+    conv_blks = []
+    in_channels = 1
+    # The convolutional part
+    for (num_convs, out_channels) in conv_arch:
+        conv_blks.append(vgg_block(num_convs, in_channels, out_channels))
+        in_channels = out_channels
+
+    return nn.Sequential(
+        *conv_blks, nn.Flatten(),
+        # The fully connected part
+        nn.Linear(out_channels * 7 * 7, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(4096, 10))
+
+
+def test_vgg_prints_the_books_shapes():
+    ratio = 16  # the book's is 4
+    small_conv_arch = [(pair[0], pair[1] // ratio) for pair in conv_arch]
+    net = vgg(small_conv_arch)
+    X = torch.randn(size=(1, 1, 224, 224))
+    assert shapes_as_printed(net, X) == [
+        ("Sequential", (1, 64 // ratio, 112, 112)), ("Sequential", (1, 128 // ratio, 56, 56)),
+        ("Sequential", (1, 256 // ratio, 28, 28)), ("Sequential", (1, 512 // ratio, 14, 14)),
+        ("Sequential", (1, 512 // ratio, 7, 7)), ("Flatten", (1, 512 // ratio * 49)), ("Linear", (1, 4096)),
+        ("ReLU", (1, 4096)), ("Dropout", (1, 4096)), ("Linear", (1, 4096)), ("ReLU", (1, 4096)),
+        ("Dropout", (1, 4096)), ("Linear", (1, 10))]
+
+
+def test_vgg_trains_with_train_ch6():
+    ratio = 32
+    small_conv_arch = [(pair[0], pair[1] // ratio) for pair in conv_arch]
+    net = vgg(small_conv_arch)
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8, resize=224, n=16)
+    losses, _ = train_ch6(net, train_iter, test_iter, num_epochs=2, lr=0.05, device=torch.device("cpu"))
+    assert falls(losses, 2)
+
+
+# ---- 8.3 NiN --------------------------------------------------------------------------------------------------
+def nin_block(in_channels, out_channels, kernel_size, strides, padding):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, strides, padding),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU())
+
+
+def nin(r=1):
+    """The book's NiN (`r` = 1); r > 1 divides the widths of its first three blocks by r."""
+    return nn.Sequential(
+        nin_block(1, 96 // r, kernel_size=11, strides=4, padding=0),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(96 // r, 256 // r, kernel_size=5, strides=1, padding=2),
+        nn.MaxPool2d(3, stride=2),
+        nin_block(256 // r, 384 // r, kernel_size=3, strides=1, padding=1),
+        nn.MaxPool2d(3, stride=2),
+        nn.Dropout(0.5),
+        # There are 10 label classes
+        nin_block(384 // r, 10, kernel_size=3, strides=1, padding=1),
+        nn.AdaptiveAvgPool2d((1, 1)),
+        # Transform the four-dimensional output into two-dimensional output with a shape of (batch size, 10)
+        nn.Flatten())
+
+
+def test_nin_prints_the_books_shapes():
+    r = 16
+    X = torch.rand(size=(1, 1, 224, 224))
+    assert shapes_as_printed(nin(r), X) == [
+        ("Sequential", (1, 96 // r, 54, 54)), ("MaxPool2d", (1, 96 // r, 26, 26)),
+        ("Sequential", (1, 256 // r, 26, 26)), ("MaxPool2d", (1, 256 // r, 12, 12)),
+        ("Sequential", (1, 384 // r, 12, 12)), ("MaxPool2d", (1, 384 // r, 5, 5)), ("Dropout", (1, 384 // r, 5, 5)),
+        ("Sequential", (1, 10, 5, 5)), ("AdaptiveAvgPool2d", (1, 10, 1, 1)), ("Flatten", (1, 10))]
+
+
+def test_nin_trains_with_train_ch6():
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8, resize=224, n=16)
+    losses, _ = train_ch6(nin(16), train_iter, test_iter, num_epochs=2, lr=0.1, device=torch.device("cpu"))
+    assert falls(losses, 2)
+
+
+# ---- the same code on the GPU: the strict CuPy stand-in everywhere, and a card where there is one --------------
+def try_gpu(i=0):
+    """Return gpu(i) if exists, otherwise return cpu() (the book's d2l.try_gpu)."""
+    if torch.cuda.device_count() >= i + 1:
+        return torch.device(f'cuda:{i}')
+    return torch.device('cpu')
+
+
+def test_lenet_and_nin_train_on_the_gpu(cuda_device):
+    device = try_gpu()
+    assert device == "cuda:0"
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8)
+    losses, _ = train_ch6(lenet(), train_iter, test_iter, num_epochs=2, lr=0.3, device=device)
+    assert np.isfinite(losses).all() and next(lenet().to(device).parameters()).device == "cuda:0"
+    train_iter, test_iter = fake_fashion_mnist(batch_size=8, resize=96, n=16)
+    net = nn.Sequential(nin_block(1, 6, kernel_size=11, strides=4, padding=0), nn.MaxPool2d(3, stride=2),
+                        nin_block(6, 10, kernel_size=3, strides=1, padding=1), nn.AdaptiveAvgPool2d((1, 1)),
+                        nn.Flatten())
+    losses, test_acc = train_ch6(net, train_iter, test_iter, num_epochs=2, lr=0.1, device=device)
+    assert np.isfinite(losses).all() and 0 <= test_acc <= 1
+
+
+@pytest.mark.parametrize("make", [lenet, lambda: nin(16)], ids=["lenet", "nin"])
+def test_a_forward_pass_on_the_gpu_equals_the_cpus(make, cuda_device):
+    net = make()
+    X = torch.rand(size=(2, 1, 28, 28)) if make is lenet else torch.rand(size=(2, 1, 96, 96))
+    net.eval()
+    on_cpu = net(X).numpy()
+    on_gpu = net.to(try_gpu())(X.to(try_gpu())).numpy()
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
