@@ -162,6 +162,12 @@ def check_train(parser, args):
     if args.tf32 and device_of(args) == "cpu":
         parser.error("argument --tf32: TF32 is a mode of NVIDIA GPUs (Ampere or newer); the CPU always "
                      "multiplies in full float32. Use it with --device cuda")
+    for flag, value in (("--out", args.out), ("--resume", args.resume), ("--init-from", args.init_from)):
+        if value is not None and not value.strip():
+            parser.error(f"argument {flag}: an empty folder name; give the run folder, e.g. {flag} runs/first")
+    if args.data_dir and not (args.out or args.resume) and _inside(os.path.abspath("runs"), args.data_dir):
+        parser.error(f"argument --data-dir: the default run folder runs/ would be inside the image folder "
+                     f"{args.data_dir}, where it would read as a class; give --out a folder outside it")
     if args.overwrite and not args.out:
         parser.error("argument --overwrite: only with --out (the run folder to replace; a resumed run is never "
                      "replaced)")
@@ -183,6 +189,12 @@ def check_train(parser, args):
     problem = folder_problem(args.resume or args.out or "runs")
     if problem:
         parser.error(f"argument {'--resume' if args.resume else '--out'}: {problem}")
+
+
+def _inside(path, folder):
+    """Whether `path` is `folder` or lies under it."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def flag_text(name, value):

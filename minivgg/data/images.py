@@ -24,10 +24,27 @@ def require_pillow():
     return Image
 
 
+# the files that make a folder one of minivgg's run folders (runs.RunFolder and the CLI's lock write them)
+RUN_MARKERS = ("checkpoint.npz", "interrupted.npz", "history.json", ".lock")
+
+
+def _is_run_folder(path):
+    return any(os.path.exists(os.path.join(path, name)) for name in RUN_MARKERS)
+
+
+def _holds_runs(path):
+    """A run folder, or a folder of run folders (the default runs/): minivgg's output, not a class."""
+    if _is_run_folder(path):
+        return True
+    entries = list(os.scandir(path))
+    return bool(entries) and all(entry.is_dir() and _is_run_folder(entry.path) for entry in entries)
+
+
 def class_folders(root):
-    """The sorted names of the sub-folders of `root` (one per class; hidden ones left out), as torchvision's
-    ImageFolder orders them: class index i is the i-th name."""
-    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    """The sorted names of the sub-folders of `root` (one per class; hidden ones and minivgg's run folders
+    left out), as torchvision's ImageFolder orders them: class index i is the i-th name."""
+    return sorted(entry.name for entry in os.scandir(root)
+                  if entry.is_dir() and not entry.name.startswith(".") and not _holds_runs(entry.path))
 
 
 def _decode(Image, path, size):

@@ -1,0 +1,71 @@
+"""Nothing silently wrong: a run never lands inside its image folder or reads one as a class, the plateau rule
+never looks at the test set, and command-line mistakes are usage errors. Commands run in a subprocess."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minivgg as mv
+from minivgg import data, train
+
+
+def _minivgg(*args, cwd):
+    env = {k: v for k, v in os.environ.items() if k != train.SIGNAL_AT}
+    return subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], check=False, capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+def _png(path, value):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture
+def images(tmp_path):
+    pytest.importorskip("PIL.Image")
+    folder = tmp_path / "images"
+    for c, name in enumerate(["cats", "dogs"]):
+        for i in range(5):
+            _png(folder / name / f"{i}.png", 40 * c + i)
+    return folder
+
+
+SMALL = ["--ratio", "16", "--batch-size", "4", "--epochs", "1", "--no-progress"]
+
+
+# ---- 8. a run never lands in its image folder, nor reads as a class --------------------------------------------
+def test_the_default_run_folder_is_never_inside_the_image_folder(images):
+    result = _minivgg("train", "--data-dir", ".", *SMALL, cwd=images)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "minivgg train: error: argument --data-dir: the default run folder runs/ would be inside the image folder "
+        "., where it would read as a class; give --out a folder outside it")
+    assert sorted(os.listdir(images)) == ["cats", "dogs"]
+
+
+def test_run_folders_inside_an_image_folder_are_not_classes(images, tmp_path):
+    result = _minivgg("train", "--data-dir", ".", *SMALL, "--out", "run", cwd=images)
+    assert result.returncode == 0, result.stderr
+    (images / "runs" / "20260101-000000").mkdir(parents=True)  # a default runs/ left by an older version
+    (images / "runs" / "20260101-000000" / "history.json").write_text("{}")
+    assert data.class_folders(str(images)) == ["cats", "dogs"]
+    for argv in (["evaluate", "run"], ["train", "--resume", "run", "--epochs", "2", "--no-progress"],
+                 ["train", "--data-dir", ".", *SMALL, "--out", str(tmp_path / "second")]):
+        result = _minivgg(*argv, cwd=images)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert mv.load(tmp_path / "second" / train.CHECKPOINT)["config"]["classes"] == ["cats", "dogs"]
+
+
+# ---- 15. an empty folder name is a usage error -------------------------------------------------------------------
+@pytest.mark.parametrize("flag", ["--out", "--resume", "--init-from"])
+def test_an_empty_folder_name_is_a_usage_error(tmp_path, flag):
+    result = _minivgg("train", flag, "", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"minivgg train: error: argument {flag}: an empty folder name; give "
+                                              f"the run folder, e.g. {flag} runs/first")
+    assert os.listdir(tmp_path) == []
