@@ -1,5 +1,6 @@
 """Lesson 10: gradients in a deep VGG. Configuration E (19 weight layers) after one SGD step, with its weights
-drawn four ways: N(0, std 0.01), N(0, std 0.1) (the paper's "10^-2 variance"), Xavier (D2L) and He (kaiming).
+drawn five ways: N(0, std 0.01), N(0, std 0.1) (the paper's "10^-2 variance"), Xavier (D2L), He (kaiming) and
+PyTorch's default for Conv2d and Linear.
 What happens to the signal going forward, to the gradient coming back, and to the step each layer takes."""
 # %%
 import io
@@ -17,20 +18,24 @@ lr = 0.01
 rng = np.random.default_rng(0)
 images = mv.tensor(rng.random((batch, 3, size, size)))
 labels = mv.tensor(rng.integers(0, 10, batch))
-SCHEMES = {"std 0.01": "normal", "std 0.1": 0.1, "xavier": "xavier", "kaiming": "kaiming"}
+SCHEMES = {"std 0.01": "normal", "std 0.1": 0.1, "xavier": "xavier", "kaiming": "kaiming", "pytorch": "pytorch"}
 PROBE = {"conv 9": 8, "dense 1": 16}  # two weight layers with many weights: their std is sharp
 
 
-def build(scheme):
-    """Configuration E with its weights drawn by `scheme` (an initializer name, or a std), biases zero."""
+def build(scheme, config="E"):
+    """Configuration `config` with its weights drawn by `scheme` (an initializer name, a std, or PyTorch's
+    default), biases zero except in PyTorch's default."""
     mv.manual_seed(0)
-    net = models.vgg_from_config("E", num_classes=10, in_channels=3, ratio=ratio)
+    net = models.vgg_from_config(config, num_classes=10, in_channels=3, ratio=ratio)
     rule = SCHEMES[scheme]
-    models.initialize(net, (1, 3, size, size), "normal" if isinstance(rule, float) else rule)
-    if isinstance(rule, float):  # initialize() knows std 0.01 only: draw the others with nn.init directly
-        for m in net.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, rule)
+    models.initialize(net, (1, 3, size, size), rule if rule in ("normal", "xavier", "kaiming") else "normal")
+    for m in weight_layers(net):  # initialize() knows std 0.01 only: draw the others with nn.init directly
+        if isinstance(rule, float):
+            nn.init.normal_(m.weight, 0.0, rule)
+        elif rule == "pytorch":  # what nn.Conv2d and nn.Linear draw in PyTorch's reset_parameters()
+            nn.init.kaiming_uniform_(m.weight, a=np.sqrt(5))
+            bound = 1 / np.sqrt(nn.init.fans(m.weight)[0])
+            nn.init.uniform_(m.bias, -bound, bound)
     return net
 
 
@@ -38,16 +43,17 @@ def weight_layers(net):
     return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def first_step(scheme):
+def first_step(scheme, config="E"):
     """One SGD step (lr 0.01, momentum 0.9) of E drawn by `scheme`, and what it did."""
-    net = build(scheme)
+    net = build(scheme, config)
     layers = weight_layers(net)
     signal = []
     hooks = [m.register_forward_hook(lambda mod, inputs, out: signal.append(float(out.data.std()))) for m in layers]
     monitor = inspection.GradientMonitor(net)
     opt = optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     before = {name: p.numpy() for name, p in net.named_parameters()}
-    drawn = [float(layers[i].weight.numpy().std()) for i in PROBE.values()]
+    probe = [i for i in PROBE.values() if i < len(layers)]  # A has 11 weight layers
+    drawn = [float(layers[i].weight.numpy().std()) for i in probe]
     F.cross_entropy(net(images), labels).backward()
     grads = {name: p.grad.numpy() for name, p in net.named_parameters()}
     monitor.before_step()
@@ -60,9 +66,8 @@ def first_step(scheme):
         record=monitor.history[-1]["params"], monitor=monitor,
         signal=np.array(signal),  # the std of every weight layer's output, input side first
         before=before, grads=grads, changed=changed,  # changed: bit for bit, per entry
-        drawn=drawn, stepped=[float(layers[i].weight.numpy().std()) for i in PROBE.values()],
-        fans=[nn.init.fans(layers[i].weight) for i in PROBE.values()],
-        shapes=[layers[i].weight.shape for i in PROBE.values()])
+        drawn=drawn, stepped=[float(layers[i].weight.numpy().std()) for i in probe],
+        fans=[nn.init.fans(layers[i].weight) for i in probe], shapes=[layers[i].weight.shape for i in probe])
 
 
 def rounding_rule(w, g):
@@ -75,16 +80,19 @@ def rounding_rule(w, g):
     return np.where(d == 0, -1, np.sign(np.abs(d) - gap / 2)).astype(int)
 
 
-runs = {scheme: first_step(scheme) for scheme in SCHEMES}  # what follows reads these four steps
+runs = {scheme: first_step(scheme) for scheme in SCHEMES}  # what follows reads these steps
 
 # %%
-section(f"Four ways to draw the weights (configuration E, channels / {ratio}, {size}x{size} inputs)")
+section(f"Five ways to draw the weights (configuration E, channels / {ratio}, {size}x{size} inputs)")
 print("  models.initialize draws every weight with nn.init: 'normal' is N(0, 0.01^2), 'xavier' is uniform with")
 print("  std sqrt(2 / (fan_in + fan_out)), 'kaiming' is normal with std sqrt(2 / fan_in) (fan_in = C_in x 3 x 3).")
+print("  PyTorch's Conv2d and Linear draw kaiming_uniform_(a=sqrt(5)): uniform with std sqrt(1 / (3 fan_in)), a")
+print("  gain of sqrt(2 / (1 + 5)) where He's has sqrt(2); their biases uniform in +-1 / sqrt(fan_in).")
 print("  The paper's N(0, 10^-2) is a variance: std 0.1, ten times minivgg's 'normal' (std 0.01, the reading")
 print("  common in Caffe-era code).")
 rules = {"std 0.01": lambda fi, fo: 0.01, "std 0.1": lambda fi, fo: 0.1,
-         "xavier": lambda fi, fo: np.sqrt(2 / (fi + fo)), "kaiming": lambda fi, fo: np.sqrt(2 / fi)}
+         "xavier": lambda fi, fo: np.sqrt(2 / (fi + fo)), "kaiming": lambda fi, fo: np.sqrt(2 / fi),
+         "pytorch": lambda fi, fo: np.sqrt(1 / (3 * fi))}
 shapes = [tuple(shape) for shape in runs["kaiming"].shapes]
 print("\n  the std of two layers' weights: as drawn, what the rule asks for, and after one SGD step")
 print(f"  {'':<9}" + "".join(f"{f'{name} {shape}':>30}" for name, shape in zip(PROBE, shapes)))
@@ -145,6 +153,26 @@ steps = {s: np.median(update[s]) for s in SCHEMES}
 claim(steps["std 0.01"] < 1e-9 and steps["std 0.1"] > 1e-2 and 1e-4 < steps["kaiming"] < 1e-2,
       f"so one step at lr {lr} moves a weight layer by {steps['std 0.01']:.0e} of its size with std 0.01 "
       f"(nothing), by {steps['std 0.1']:.0e} with std 0.1 (a jump), and by {steps['kaiming']:.0e} with kaiming")
+# Xavier is D2L's init for VGG-11 and the paper's note (after submission) says Glorot's rule trains its nets
+# without the warm start: one step of the 11-layer A shows why that is no contradiction.
+in_a = first_step("xavier", "A").record
+steps_a = np.median([in_a[n]["update_ratio"] for n in in_a if n.endswith("weight")])
+print(f"  Xavier's step is small, {steps['xavier']:.0e} of each layer's size in E, yet D2L trains VGG-11 with Xavier")
+print("  and the paper notes (added after submission) that Glorot's rule trains its nets without the warm start.")
+print(f"  A small step is not no step: every layer of E moved, and in the 11-layer A the same rule's first step is")
+print(f"  {steps_a:.0e}, {steps_a / steps['xavier']:.0f}x larger; each layer fewer multiplies by about one less")
+print("  factor below 1, and training then grows the signal. Std 0.01 moves no weight at all.")
+still = {s: int((update[s] == 0).sum()) for s in ("xavier", "std 0.01")}
+claim(still["xavier"] == 0 and still["std 0.01"] > len(weights) // 2 and steps_a > 10 * steps["xavier"],
+      f"Xavier is slow, not stuck: its step in E moves all {len(weights)} weight layers, where std 0.01's leaves "
+      f"{still['std 0.01']} untouched, and in the 11-layer A its median step is {steps_a / steps['xavier']:.0f} "
+      "times larger")
+first_last = update["pytorch"][0], update["pytorch"][-1]
+claim(gain["pytorch"] < 0.5 and comeback["pytorch"] < 1e-4 and first_last[0] < 1e-6 * first_last[1],
+      f"PyTorch's default (gain sqrt(1/3) where He's is sqrt(2)) multiplies by about {gain['pytorch']:.2f} per "
+      f"layer: the gradient reaching layer 1 is {comeback['pytorch']:.0e} of its size at the output, and one step "
+      f"moves layer 1 by {first_last[0]:.0e} of its size against {first_last[1]:.0e} for the last; its random "
+      "biases keep the forward signal from vanishing, nothing does that for the gradient")
 
 # %%
 section("The GradientMonitor's table (std 0.01), some of its rows")
@@ -212,7 +240,7 @@ axes[0].set_ylabel("std")
 axes[1].set_ylabel("gradient norm (bias)")
 axes[2].set_ylabel("update / weight norm")
 axes[0].legend(fontsize=8)
-fig.suptitle(f"Configuration E (channels / {ratio}), one SGD step, four initializations", fontsize=11)
+fig.suptitle(f"Configuration E (channels / {ratio}), one SGD step, five initializations", fontsize=11)
 save_figure(fig, "10_gradient_flow.png")
 
 notice("Too small a std starves every layer: the signal shrinks forward, the gradient shrinks backward, and "
@@ -220,7 +248,10 @@ notice("Too small a std starves every layer: the signal shrinks forward, the gra
        "Weight-gradient norms alone hide this (they come out level); the biases' gradients and the update "
        "ratio |dW|/|W| show it.",
        "He's rule, std sqrt(2 / fan_in), keeps the signal's size through 19 ReLU layers; the paper instead "
-       "trained the 11-layer A first and copied its layers into the deeper nets.")
+       "trained the 11-layer A first and copied its layers into the deeper nets.",
+       "Xavier's rule and PyTorch's default shrink the signal more gently than std 0.01 (about 0.6 and 0.4 per "
+       "layer here): over 19 layers the first steps are tiny, over D2L's 11 far less so; PyTorch's starves the "
+       "layers nearest the input most.")
 
 exercises("Draw configuration A (11 layers) from N(0, 0.1^2), the paper's setting for A. Does the signal still "
           "blow up?",
