@@ -10,7 +10,7 @@ import pytest
 
 LESSONS = sorted(p for p in (Path(__file__).parent.parent / "lessons").glob("[0-9][0-9]_*.py"))
 NEEDS_DATA = {"09_training.py", "11_resolution.py", "16_lrn.py", "17_paper_recipe.py", "18_warm_start.py",
-              "19_stuck_at_chance.py", "20_saliency.py", "21_transfer_learning.py"}
+              "19_stuck_at_chance.py", "20_saliency.py", "21_transfer_learning.py", "23_d2l_code.py"}
 QUICK_LIMIT = 60  # seconds, the README's promise for --quick on two cores
 
 
