@@ -30,7 +30,7 @@ DEVICE_DEFAULTS = {
 # Presets of `minivgg train --recipe NAME`: explicit flags win over them, and they over DEVICE_DEFAULTS.
 RECIPES = {
     # Simonyan & Zisserman (2014), section 3.1: SGD with momentum 0.9, batch 256, weight decay 5e-4, lr 0.01
-    # divided by 10 when validation accuracy stops improving (here the test set's), Glorot init; random
+    # divided by 10 when validation accuracy stops improving (a split of the training images), Glorot init; random
     # crops of images rescaled to S drawn per batch from [S_min, S_max] (the paper: 224 from [256, 512]),
     # flips, AlexNet's colour shift (intensity, for grey images) and the mean subtracted. On the CPU the
     # crop is the default 32 and the scales keep most of a 28x28 garment inside it.
@@ -66,6 +66,9 @@ class RunConfig:
     scheduler: Optional[str] = None  # none, step, cosine (after every batch) or plateau
     warmup_epochs: Optional[float] = None  # with cosine: linear warmup over this many epochs
     epochs: Optional[int] = None  # total number of epochs
+    # with the plateau rule: the fraction of the training images held out (drawn with seed) as the validation
+    # split it watches, so the test set never chooses the schedule; 0: it watches the test accuracy
+    plateau_split: Optional[float] = None
     clip_grad_norm: Optional[float] = None  # the joint gradient norm clipped at this; 0: off
     # the data augmentation
     recipe: Optional[str] = None  # a preset of RECIPES, e.g. 'paper'
@@ -110,6 +113,8 @@ class RunConfig:
                 self.crop = min(self.scale_jitter[0], DEVICE_DEFAULTS[kind]["resize"])
         self._fill(DEVICE_DEFAULTS[kind])
         self._fill(FALLBACKS)
+        if self.plateau_split is None:
+            self.plateau_split = 0.1 if self.scheduler == "plateau" else 0.0
         return self
 
     def _fill(self, values):
@@ -154,7 +159,7 @@ FIELDS = tuple(field.name for field in dataclasses.fields(RunConfig))
 # The fields `minivgg train` sets from flags of the same name (--batch-size: batch_size).
 FLAGS = ("arch", "ratio", "resize", "init", "output_std", "seed", "batch_size", "optimizer", "lr", "momentum",
          "nesterov", "weight_decay", "scheduler", "warmup_epochs", "epochs", "clip_grad_norm", "recipe", "crop",
-         "scale_jitter", "flip", "intensity_shift", "subtract_mean")
+         "scale_jitter", "flip", "intensity_shift", "subtract_mean", "plateau_split")
 # The fields of how much data a run uses, also set from flags of the same name.
 DATA_FLAGS = ("train_limit", "limit_batches")
 
@@ -194,6 +199,7 @@ RULES = dict(
     weight_decay=_finite(">= 0", lambda v: v >= 0), warmup_epochs=_finite(">= 0", lambda v: v >= 0),
     clip_grad_norm=_finite(">= 0", lambda v: v >= 0), output_std=_finite(">= 0", lambda v: v >= 0),
     intensity_shift=_finite(">= 0", lambda v: v >= 0), val_split=_finite("in (0, 1)", lambda v: 0 < v < 1),
+    plateau_split=_finite("in [0, 1)", lambda v: 0 <= v < 1),
     scale_jitter=("two integers [MIN, MAX], each >= 1",
                   lambda v: len(v) == 2 and all(isinstance(s, int) and s >= 1 for s in v)),
 )
@@ -214,6 +220,8 @@ def resume_config(saved, flags):
         merged.epochs = flags.epochs
     if flags.data_dir:
         merged.data_dir = flags.data_dir
+    if "plateau_split" not in saved and flags.plateau_split is None:
+        merged.plateau_split = 0.0  # a run from before the split: its rule keeps watching what it watched
     return merged
 
 

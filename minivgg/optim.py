@@ -258,7 +258,7 @@ class ReduceLROnPlateau(_Scheduler):
 
     def step(self, metric=None):
         if metric is None:
-            raise TypeError("ReduceLROnPlateau.step needs the watched metric: scheduler.step(test_accuracy)")
+            raise TypeError("ReduceLROnPlateau.step needs the watched metric: scheduler.step(val_accuracy)")
         self.last_epoch += 1
         metric = float(metric)
         if self._improved(metric):

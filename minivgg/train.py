@@ -163,7 +163,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
 
 def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, out_dir=None, start_epoch=0,
         history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print,
-        scheduler_per_step=False, clip_grad_norm=None):
+        scheduler_per_step=False, clip_grad_norm=None, val_loader=None):
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
@@ -174,7 +174,9 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     the first epoch: a checkpoint of the start, epoch 0); during the test pass it saves the trained epoch
     without its test accuracy, which the resumed run computes first; during the checkpoint's write it
     writes it again. `restore` gives start_epoch and history for an exact resume. `scheduler.step(test_acc)` runs
-    once per epoch, or `scheduler.step()` after every batch with scheduler_per_step=True.
+    once per epoch, or `scheduler.step()` after every batch with scheduler_per_step=True; with a `val_loader`
+    (a validation split held out from the training images) each epoch also records `val_acc`, and the
+    scheduler steps on it instead of the test accuracy, so the test set never chooses the schedule.
     `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
     step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
 
@@ -183,7 +185,8 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     exact on every device. On a GPU each epoch's record holds `peak_gpu_bytes`: the most memory CuPy's
     pool held during the epoch (cuda.memory_info()["peak"]).
     """
-    run = _Fit(net, train_loader, test_loader, optimizer, scheduler, RunFolder(out_dir) if out_dir else None,
+    run = _Fit(net, train_loader, (test_loader, val_loader), optimizer, scheduler,
+               RunFolder(out_dir) if out_dir else None,
                history or {"epochs": [], "points": []}, config, monitor, print_fn, scheduler_per_step,
                dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
                     monitor=monitor, progress=progress, log_every=log_every))
@@ -205,7 +208,7 @@ class _Fit:
 
     def __init__(self, net, train_loader, test_loader, optimizer, scheduler, folder, history, config, monitor,
                  print_fn, scheduler_per_step, epoch_options):
-        self.net, self.train_loader, self.test_loader = net, train_loader, test_loader
+        self.net, self.train_loader, (self.test_loader, self.val_loader) = net, train_loader, test_loader
         self.optimizer, self.scheduler, self.folder, self.history = optimizer, scheduler, folder, history
         self.config, self.monitor, self.print_fn = config, monitor, print_fn
         self.scheduler_per_step, self.epoch_options = scheduler_per_step, epoch_options
@@ -242,8 +245,10 @@ class _Fit:
         end-of-epoch step, the run's files."""
         signal_at("test", epoch + 1)
         test_acc = evaluate_accuracy(self.net, self.test_loader)
+        if self.val_loader is not None:
+            record["val_acc"] = evaluate_accuracy(self.net, self.val_loader)
         if self.scheduler is not None and not self.scheduler_per_step:
-            _advance(self.scheduler, test_acc)
+            _advance(self.scheduler, record.get("val_acc", test_acc))
         record["test_acc"] = test_acc  # set last: a record with a test accuracy had its scheduler step
         record["time"] = record["time"] or time.perf_counter() - start
         if self.device != "cpu":
@@ -295,8 +300,9 @@ def _print_summary(history, examples, seconds, device, print_fn):
 
 def _epoch_line(record):
     gpu = f", GPU memory peak {record['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in record else ""
+    val = f"val acc {record['val_acc']:.3f}, " if record.get("val_acc") is not None else ""
     return (f"epoch {record['epoch']}, loss {record['loss']:.4f}, train acc {record['train_acc']:.3f}, "
-            f"test acc {record['test_acc']:.3f}, time {record['time']:.1f} sec{gpu}")
+            f"{val}test acc {record['test_acc']:.3f}, time {record['time']:.1f} sec{gpu}")
 
 
 class _NoBar:

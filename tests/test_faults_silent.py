@@ -69,3 +69,46 @@ def test_an_empty_folder_name_is_a_usage_error(tmp_path, flag):
     assert result.stderr.splitlines()[-1] == (f"minivgg train: error: argument {flag}: an empty folder name; give "
                                               f"the run folder, e.g. {flag} runs/first")
     assert os.listdir(tmp_path) == []
+
+
+# ---- 9. the plateau rule watches a validation split, never the test set ---------------------------------------
+def test_the_paper_recipe_steps_its_plateau_rule_on_a_validation_split(tmp_path):
+    result = _minivgg("train", "--recipe", "paper", "--ratio", "16", "--train-limit", "512", "--batch-size", "64",
+                      "--limit-batches", "3", "--epochs", "2", "--no-progress", "--data", data.DEBIAN_DIR,
+                      "--out", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("plateau rule: watches the accuracy on 51 training images held out (--plateau-split 0.1); the test set "
+            "is only scored") in result.stdout
+    state = mv.load(tmp_path / "run" / train.CHECKPOINT)
+    epochs = state["history"]["epochs"]
+    assert state["config"]["plateau_split"] == 0.1 and all("val_acc" in e for e in epochs)
+    assert state["scheduler"]["best"] == max(e["val_acc"] for e in epochs)  # what the rule saw
+    assert " val acc " in result.stdout
+
+
+def test_fit_steps_the_scheduler_on_the_validation_accuracy():
+    from minivgg import nn, optim
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (40, 4, 4), dtype=np.uint8), rng.integers(0, 3, 40)
+    loader = data.DataLoader((images, labels), 8)
+    test = data.DataLoader((images[:8], np.zeros(8, dtype=np.int64)), 8)  # a different accuracy
+    validation = data.DataLoader((images[8:24], labels[8:24]), 8)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    seen = []
+    scheduler = optim.ReduceLROnPlateau(optim.SGD(net.parameters(), lr=0.1))
+    scheduler.step = seen.append
+    history = train.fit(net, loader, test, scheduler.optimizer, 2, scheduler=scheduler, val_loader=validation,
+                        progress=False, print_fn=lambda *a: None)
+    assert seen == [e["val_acc"] for e in history["epochs"]]
+    assert [train.evaluate_accuracy(net, validation)] == seen[-1:]
+
+
+def test_a_run_from_before_the_split_keeps_watching_what_it_watched():
+    from minivgg.config import RunConfig, resume_config
+
+    old = RunConfig(scheduler="plateau", epochs=2).fill_defaults("cpu").to_dict()
+    del old["plateau_split"]
+    assert resume_config(old, RunConfig()).fill_defaults("cpu").plateau_split == 0.0
+    assert RunConfig(scheduler="plateau").fill_defaults("cpu").plateau_split == 0.1
+    assert RunConfig(recipe="paper").fill_defaults("cpu").plateau_split == 0.1

@@ -58,6 +58,11 @@ def add_optimizer_args(train):
     train.add_argument("--weight-decay", type=checks.NON_NEGATIVE, help="L2 penalty (default 0)")
     train.add_argument("--scheduler", choices=["none", "step", "cosine", "plateau"],
                        help=_defaults("scheduler", "learning-rate schedule; cosine anneals after every batch"))
+    train.add_argument("--plateau-split", type=checks.number("in [0, 1)", lambda v: 0 <= v < 1),
+                       metavar="FRACTION",
+                       help="with --scheduler plateau (--recipe paper): hold out this fraction of the training "
+                            "images, drawn with --seed, as the validation split whose accuracy the rule watches; "
+                            "the test set is only scored (default 0.1; 0: the rule watches the test accuracy)")
     train.add_argument("--warmup-epochs", type=checks.NON_NEGATIVE,
                        help=_defaults("warmup_epochs", "with cosine: raise the rate linearly over this many "
                                                       "epochs first"))
@@ -75,8 +80,10 @@ def add_augment_args(train):
     """The --recipe preset and the data augmentation."""
     train.add_argument("--recipe", choices=sorted(RECIPES),
                        help="a preset: 'paper' is Simonyan & Zisserman's section 3.1 (SGD lr 0.01 momentum 0.9, "
-                            "batch 256, weight decay 5e-4, plateau schedule, random crops with scale jittering, "
-                            "flips, intensity shift, mean subtraction); the options given explicitly win")
+                            "batch 256, weight decay 5e-4, lr / 10 when the accuracy on a validation split of "
+                            "the training images (--plateau-split) stops improving, random crops with scale "
+                            "jittering, flips, intensity shift, mean subtraction); the options given explicitly "
+                            "win")
     train.add_argument("--crop", type=checks.POSITIVE_INT, metavar="SIZE",
                        help="train on SIZE x SIZE crops at random positions of the images rescaled to --resize "
                             "(their smallest side; the test set: the centre crop); the network's input is SIZE")

@@ -28,7 +28,7 @@ def cmd_train(args):
         tuned = [name for name, applied in cpu.tune().items() if applied]
     config, out = run_config(args, device)
     manual_seed(config.seed)
-    train_loader, test_loader, folder = load_data(config, args, device)
+    train_loader, test_loader, val_loader, folder = load_data(config, args, device)
     net, frozen, copied = build_network(config, args, device)
     optimizer, scheduler = build_optimizer(net, config, len(train_loader))
     start, history = 0, None
@@ -41,8 +41,11 @@ def cmd_train(args):
     try:
         print(banner(config, args, device, folder, train_loader, test_loader, claim.path), flush=True)
         print_notes(config, args, net, tuned=tuned, start=start, frozen=frozen, copied=copied)
+        if val_loader is not None:
+            print(f"plateau rule: watches the accuracy on {len(val_loader.images)} training images held out "
+                  f"(--plateau-split {config.plateau_split}); the test set is only scored")
         return run_training(args, config, claim.path, (net, train_loader, test_loader, optimizer, scheduler),
-                            start, history)
+                            start, history, val_loader)
     finally:
         claim.release()
 
@@ -52,7 +55,7 @@ def pending_test(history):
     return bool(history and history["epochs"] and history["epochs"][-1].get("test_acc") is None)
 
 
-def run_training(args, config, out, parts, start, history):
+def run_training(args, config, out, parts, start, history, val_loader=None):
     """fit, and what a stop says: a diverged loss (exit 1), or Ctrl-C (exit 130; SIGTERM 143, SIGHUP 129) with
     the command that resumes."""
     from .. import train
@@ -67,7 +70,7 @@ def run_training(args, config, out, parts, start, history):
         train.fit(net, train_loader, test_loader, optimizer, config.epochs - start, scheduler=scheduler,
                   out_dir=out, start_epoch=start, history=history, config=config.to_dict(),
                   progress=not args.no_progress, monitor=monitor, scheduler_per_step=config.scheduler == "cosine",
-                  clip_grad_norm=config.clip_grad_norm)
+                  clip_grad_norm=config.clip_grad_norm, val_loader=val_loader)
     except train.TrainingDiverged as exc:
         print(f"minivgg train: error: {exc}", file=sys.stderr)
         return 1
@@ -110,16 +113,16 @@ def run_config(args, device):
 
 
 def load_data(config, args, device):
-    """(training loader, test loader, ImageFolder or None) of the run. An image folder gives the network's
-    input channels and outputs: they go into `config`, read before the network is built."""
+    """(training loader, test loader, the plateau rule's validation loader or None, ImageFolder or None) of
+    the run. An image folder gives the network's input channels and outputs: they go into `config`, read
+    before the network is built."""
     from .. import data
 
     if not config.data_dir:
         train_loader, test_loader = data.load_data_fashion_mnist(
             config.batch_size, resize=config.resize, device=device, root=args.data, seed=config.seed,
             train_limit=config.train_limit, limit_batches=config.limit_batches)
-        augment_loaders(config, train_loader, test_loader)
-        return train_loader, test_loader, None
+        return train_loader, test_loader, hold_out_validation(config, train_loader, test_loader), None
     train_loader, test_loader, folder = folder_data(config, device)
     config.classes, config.in_channels = folder.classes, int(folder.images.shape[1])
     config.num_classes = len(folder.classes)
@@ -128,8 +131,27 @@ def load_data(config, args, device):
             raise ValueError(f"--binary: {config.data_dir} holds {len(folder.classes)} classes "
                              f"({', '.join(folder.classes)}); a single logit separates two")
         config.num_classes = 1
+    return train_loader, test_loader, hold_out_validation(config, train_loader, test_loader), folder
+
+
+def hold_out_validation(config, train_loader, test_loader):
+    """With the plateau rule: move config.plateau_split of the training images (drawn with the seed, the same
+    on every resume) into a validation loader, which the rule watches, and return it (None without); then give
+    the loaders their augmentation (the validation split the test set's)."""
+    from .. import data
+
+    validation = None
+    if config.scheduler == "plateau" and config.plateau_split:
+        (images, labels), held = data.split((train_loader.images, train_loader.labels), config.plateau_split,
+                                            config.seed)
+        train_loader.images, train_loader.labels = images, labels
+        validation = data.DataLoader(held, config.batch_size, device=train_loader.device, seed=config.seed,
+                                     resize=test_loader.resize, normalize=test_loader.normalize,
+                                     limit_batches=config.limit_batches)
     augment_loaders(config, train_loader, test_loader)
-    return train_loader, test_loader, folder
+    if validation is not None:
+        validation.augment, validation.resize = test_loader.augment, test_loader.resize
+    return validation
 
 
 def build_network(config, args, device):
