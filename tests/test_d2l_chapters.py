@@ -311,3 +311,18 @@ def test_a_forward_pass_on_the_gpu_equals_the_cpus(make, cuda_device):
     on_cpu = net(X).numpy()
     on_gpu = net.to(try_gpu())(X.to(try_gpu())).numpy()
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+# ---- the same networks in PyTorch, layer by layer ---------------------------------------------------------------
+@pytest.mark.parametrize("make, side", [(lenet, 28), (lambda: nin(16), 96)], ids=["lenet", "nin"])
+def test_the_chapters_nets_compute_what_torch_computes(make, side):
+    pytest.importorskip("torch")
+    from minivgg.inspection import compare_with_torch
+
+    net = make()
+    images = torch.rand(size=(4, 1, side, side))
+    rows = compare_with_torch(net, images, torch.tensor([0, 1, 2, 3]))
+    assert len(rows) == sum(1 for m in net.modules() if next(m.children(), None) is None)
+    for row in rows:
+        assert row["activation"] < 1e-5 and row["grad_output"] < 1e-6, row
+        assert row.get("weight_grad", 0) < 1e-5 and row.get("bias_grad", 0) < 1e-5, row

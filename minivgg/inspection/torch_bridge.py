@@ -29,6 +29,14 @@ def _torch_layer(m, torch, dropout):
         return tnn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k)
     elif isinstance(m, nn.GlobalAvgPool2d):
         return tnn.AdaptiveAvgPool2d(1)
+    elif isinstance(m, nn.AvgPool2d):
+        return tnn.AvgPool2d(m.kernel_size, m.stride, m.padding)
+    elif isinstance(m, nn.AdaptiveAvgPool2d):
+        return tnn.AdaptiveAvgPool2d(m.output_size)
+    elif isinstance(m, nn.Softmax):
+        return tnn.Softmax(dim=m.dim)
+    elif isinstance(m, (nn.Sigmoid, nn.Tanh, nn.Identity)):
+        return getattr(tnn, type(m).__name__)()
     else:
         raise TypeError(f"to_torch: no PyTorch twin for {type(m).__name__}")
     with torch.no_grad():
