@@ -146,6 +146,12 @@ class Tensor(TensorBase):
     def __int__(self):
         return int(self._one_element("int"))
 
+    def __format__(self, spec):
+        """f"{loss:.3f}" formats a 0-d tensor's value, as in PyTorch; other tensors take no format spec."""
+        if self.ndim == 0 and spec:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
     def __index__(self):
         """An integer tensor of one element used as an index (range(t), a list's [t])."""
         if self.dtype.kind not in "iub":
@@ -346,10 +352,12 @@ class Tensor(TensorBase):
         return self._inplace(ops.sub, operator.isub, other if alpha == 1 else other * alpha)
 
     def mul_(self, other):
-        return self._inplace(ops.mul, operator.imul, other)
+        # the gradient for `other` needs self's old value, which the op overwrites: the node gets a copy
+        # (PyTorch saves `original_self` the same way)
+        return self._inplace(lambda t, o: ops.mul(_old_value(t, o), o), operator.imul, other)
 
     def div_(self, other):
-        return self._inplace(ops.div, operator.itruediv, other, division=True)
+        return self._inplace(lambda t, o: ops.div(_old_value(t, o), o), operator.itruediv, other, division=True)
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -572,7 +580,15 @@ def _finish_gradient(t, g, stored):
     for hook in list(t._hooks):
         replaced = hook(Tensor(g))
         if replaced is not None:
-            g = replaced.data if isinstance(replaced, Tensor) else replaced
+            new = replaced.data if isinstance(replaced, Tensor) else t.xp.asarray(replaced)
+            name = getattr(hook, "__name__", "hook")
+            if new.shape != g.shape:  # PyTorch's check: the graph's other gradients have g's shape
+                raise RuntimeError(f"hook '{name}' has changed the size of value: it returned shape "
+                                   f"{list(new.shape)}, the gradient has shape {list(g.shape)}")
+            if new.dtype != g.dtype:
+                raise RuntimeError(f"hook '{name}' has changed the type of value (was "
+                                   f"{_torch_dtype_name(g.dtype)} got {_torch_dtype_name(new.dtype)})")
+            g = new
     if t.is_leaf or t._retains_grad:
         if t.grad is not None:
             t.grad = Tensor(t.grad.data + g)
@@ -600,7 +616,13 @@ def _root_gradient(root, grad):
     grad = grad.data if isinstance(grad, Tensor) else root.xp.asarray(grad, dtype=root.dtype)
     if grad.shape != root.shape:
         raise ValueError(f"backward(): grad has shape {grad.shape}, the tensor has shape {root.shape}")
-    return grad
+    return grad.astype(root.dtype, copy=False)  # PyTorch casts it: a float32 leaf keeps a float32 .grad
+
+
+def _old_value(t, other):
+    """`t`, or a copy of it in the graph (ops.clone) when `other` requires grad: the in-place op's node then
+    keeps t's value from before the op for other's gradient."""
+    return ops.clone(t) if getattr(other, "requires_grad", False) else t
 
 
 def _checked_gradients(fn, gxs):

@@ -9,15 +9,43 @@ from minivgg/fast_cpu.py, split over the CPU threads.
 import math
 
 from . import backend, tiers
+from .autograd import Tensor
+
+
+def _parameter_list(name, params):
+    """The parameters as a list, refused as PyTorch refuses them: a single tensor (iterating it would give
+    its rows, which no backward fills), an element that is no tensor, a non-leaf, an empty list; and a
+    parameter given twice, which every step would move twice."""
+    if isinstance(params, Tensor):
+        raise TypeError(f"{name}: params argument given to the optimizer should be an iterable of Tensors or "
+                        f"dicts, but got a single {type(params).__name__}: pass [p] or model.parameters()")
+    try:
+        params = list(params)
+    except TypeError:
+        raise TypeError(f"{name}: params argument given to the optimizer should be an iterable of Tensors or "
+                        f"dicts, but got {type(params).__name__}") from None
+    if not params:
+        raise ValueError(f"{name}: got an empty parameter list")
+    seen = set()
+    for p in params:
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{name}: optimizer can only optimize Tensors, but one of the params is "
+                            f"{type(p).__name__}")
+        if not p.is_leaf:
+            raise ValueError(f"{name}: can't optimize a non-leaf Tensor (one computed from others); optimize "
+                             f"the tensors it was computed from")
+        if id(p) in seen:
+            raise ValueError(f"{name}: a parameter appears twice in the list ({p.name or f'shape {tuple(p.shape)}'}): each "
+                             f"step would move it twice; pass each parameter once")
+        seen.add(id(p))
+    return params
 
 
 class Optimizer:
     """One parameter group: `param_groups[0]` holds 'params' and the hyperparameters, as in PyTorch."""
 
     def __init__(self, params, defaults):
-        params = list(params)
-        if not params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        params = _parameter_list(type(self).__name__, params)
         self.param_groups = [dict(defaults, params=params)]
         self.state = {}  # parameter index -> {name: array}
 

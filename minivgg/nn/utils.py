@@ -4,7 +4,7 @@ import contextlib
 import math
 
 from .. import backend
-from ..autograd import no_grad
+from ..autograd import Tensor, no_grad
 from . import _checks
 
 
@@ -57,6 +57,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0):
     huge step (a deep plain net leaving its first plateau) is shortened. `norm_type` 2 or inf.
     """
     _checks.number_between("clip_grad_norm_", "max_norm", max_norm, 0)
+    if isinstance(parameters, Tensor):  # one tensor, as PyTorch takes it (iterating it would give its rows)
+        parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
