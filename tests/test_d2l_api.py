@@ -191,6 +191,9 @@ def test_size_is_a_method_returning_the_shape_as_in_torch():
 def test_float_and_int_of_a_one_element_tensor_only():
     assert float(mv.tensor([2.5])) == 2.5 and int(mv.tensor(-2.7)) == -2 and int(mv.tensor([[3]])) == 3
     assert [10, 20, 30][mv.tensor(1)] == 20 and list(range(mv.tensor(3))) == [0, 1, 2]
+    assert f"{mv.tensor(2.0 / 3):.3f}" == "0.667" and f"{mv.tensor([1.0])}" == "tensor([1.])"
+    with pytest.raises(TypeError, match="unsupported format string"):  # as in PyTorch: only a 0-d tensor
+        f"{mv.ones(2):.3f}"
     with pytest.raises(ValueError, match=r"float\(\): only one element tensors .* shape \(2,\)"):
         float(mv.ones(2))
     with pytest.raises(ValueError, match=r"int\(\): only one element tensors"):
