@@ -21,10 +21,7 @@ int8 = np.dtype("int8")
 int16 = short = np.dtype("int16")
 int32 = np.dtype("int32")
 int64 = long = np.dtype("int64")
-bool_ = np.dtype("bool")
-DTYPES = {"float16": float16, "half": half, "float32": float32, "float": float32, "float64": float64,
-          "double": double, "uint8": uint8, "int8": int8, "int16": int16, "short": short, "int32": int32,
-          "int": int32, "int64": int64, "long": long, "bool": bool_}  # PyTorch's names, `float` among them
+bool_ = np.dtype("bool")  # minivgg.bool, as minivgg.float is float32 and minivgg.int int32 (see __init__.py)
 
 
 def _size(op, size, keywords=None):
