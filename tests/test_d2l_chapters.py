@@ -303,6 +303,17 @@ def test_lenet_and_nin_train_on_the_gpu(cuda_device):
     assert np.isfinite(losses).all() and 0 <= test_acc <= 1
 
 
+def test_vgg_trains_on_the_gpu(cuda_device):
+    """The chapter's own network: vgg(small_conv_arch) at 224x224, the book's dense layers included."""
+    ratio = 64
+    small_conv_arch = [(pair[0], pair[1] // ratio) for pair in conv_arch]
+    net = vgg(small_conv_arch)
+    train_iter, test_iter = fake_fashion_mnist(batch_size=4, resize=224, n=8, device=try_gpu())
+    losses, test_acc = train_ch6(net, train_iter, test_iter, num_epochs=1, lr=0.05, device=try_gpu())
+    assert len(losses) == 2 and np.isfinite(losses).all() and 0 <= test_acc <= 1
+    assert next(iter(net.parameters())).device == "cuda:0"
+
+
 @pytest.mark.parametrize("make", [lenet, lambda: nin(16)], ids=["lenet", "nin"])
 def test_a_forward_pass_on_the_gpu_equals_the_cpus(make, cuda_device):
     net = make()
