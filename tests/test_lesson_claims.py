@@ -38,7 +38,11 @@ MUTANTS = [
     ("17_paper_recipe.py", 'seed=seed, recipe="paper")', 'seed=seed, recipe="paper", resize=44)',
      "the test images are rescaled to Q = 40 and centre-cropped"),
     ("17_paper_recipe.py", "train.fit(net, train_loader, val_loader,", "train.fit(net, train_loader, test_loader,",
-     "replayed on each recipe run's validation accuracies"),  # the schedule watching the test set
+     "replayed on each run's validation accuracies"),  # the schedule watching the test set
+    # The augmented runs given the loaders without augmentation: the comparison compares a run with itself.
+    ("17_paper_recipe.py", "train_loader, val_loader, test_loader, seen_loader = make_loaders(config)",
+     "train_loader, val_loader, test_loader, seen_loader = make_loaders(make_config(False, seed))",
+     "what it did do: in each seed the augmented run's test accuracy is lower"),
     ("18_warm_start.py", "sigma = 0.1 * np.sqrt(ratio)", "sigma = 0.01 * np.sqrt(ratio)",
      f"std 0.1 x sqrt(8) = {0.01 * 8 ** 0.5:.3f} gives our narrow layers"),
 ]
