@@ -775,8 +775,9 @@ class Stack(Function):
         return tuple(p if need else None for p, need in zip(parts, self.needs_input_grad))
 
 
-def stack(tensors, axis=0):
-    return Stack(axis)(*tensors)
+def stack(tensors, dim=0, *, axis=None):
+    """Tensors of one shape stacked along a new axis `dim` (torch.stack; NumPy's `axis=` too)."""
+    return Stack(dim if axis is None else axis)(*tensors)
 
 
 # ---------------------------------------------------------------------------------------------------

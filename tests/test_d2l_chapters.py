@@ -119,6 +119,101 @@ def falls(losses, steps=4):
     return np.mean(losses[-steps:]) < np.mean(losses[:steps])
 
 
+# ---- 7.2-7.5: convolutions and pooling written by hand, then as layers ------------------------------------------
+def corr2d(X, K):
+    """Compute 2D cross-correlation."""
+    h, w = K.shape
+    Y = torch.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            Y[i, j] = (X[i:i + h, j:j + w] * K).sum()
+    return Y
+
+
+def corr2d_multi_in(X, K):
+    # Iterate through the 0th dimension (channel) of K first, then add them up
+    return sum(corr2d(x, k) for x, k in zip(X, K))
+
+
+def corr2d_multi_in_out(X, K):
+    # Iterate through the 0th dimension of K, and each time, perform cross-correlation operations with input X.
+    # All of the results are stacked together
+    return torch.stack([corr2d_multi_in(X, k) for k in K], 0)
+
+
+def corr2d_multi_in_out_1x1(X, K):
+    c_i, h, w = X.shape
+    c_o = K.shape[0]
+    X = X.reshape((c_i, h * w))
+    K = K.reshape((c_o, c_i))
+    # Matrix multiplication in the fully connected layer
+    Y = torch.matmul(K, X)
+    return Y.reshape((c_o, h, w))
+
+
+def pool2d(X, pool_size, mode='max'):
+    p_h, p_w = pool_size
+    Y = torch.zeros((X.shape[0] - p_h + 1, X.shape[1] - p_w + 1))
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            if mode == 'max':
+                Y[i, j] = X[i: i + p_h, j: j + p_w].max()
+            elif mode == 'avg':
+                Y[i, j] = X[i: i + p_h, j: j + p_w].mean()
+    return Y
+
+
+def test_chapter_7_code_gives_the_books_numbers():
+    X = torch.tensor([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]])
+    K = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    assert corr2d(X, K).tolist() == [[19.0, 25.0], [37.0, 43.0]]
+    assert pool2d(X, (2, 2)).tolist() == [[4.0, 5.0], [7.0, 8.0]]
+    assert pool2d(X, (2, 2), 'avg').tolist() == [[2.0, 3.0], [5.0, 6.0]]
+    X = torch.tensor([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]],
+                      [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]])
+    K = torch.tensor([[[0.0, 1.0], [2.0, 3.0]], [[1.0, 2.0], [3.0, 4.0]]])
+    assert corr2d_multi_in(X, K).tolist() == [[56.0, 72.0], [104.0, 120.0]]
+    K = torch.stack((K, K + 1, K + 2), 0)
+    assert K.shape == (3, 2, 2, 2) and corr2d_multi_in_out(X, K).shape == (3, 2, 2)
+    X = torch.normal(0, 1, (3, 3, 3))
+    K = torch.normal(0, 1, (2, 3, 1, 1))
+    Y1 = corr2d_multi_in_out_1x1(X, K)
+    Y2 = corr2d_multi_in_out(X, K)
+    assert float(torch.abs(Y1 - Y2).sum()) < 1e-6
+    X = torch.arange(16, dtype=torch.float32).reshape((1, 1, 4, 4))
+    assert nn.MaxPool2d(3)(X).tolist() == [[[[10.0]]]]
+    assert nn.MaxPool2d((2, 3), stride=(2, 3), padding=(0, 1))(X).tolist() == [[[[5.0, 7.0], [13.0, 15.0]]]]
+    X = torch.cat((X, X + 1), 1)
+    assert nn.MaxPool2d(3, padding=1, stride=2)(X).tolist() == [[[[5.0, 7.0], [13.0, 15.0]],
+                                                                 [[6.0, 8.0], [14.0, 16.0]]]]
+
+
+def test_chapter_7_learns_the_edge_detector():
+    X = torch.ones((6, 8))
+    X[:, 2:6] = 0
+    K = torch.tensor([[1.0, -1.0]])
+    Y = corr2d(X, K)
+    # Construct a two-dimensional convolutional layer with 1 output channel and a kernel of shape (1, 2). For the
+    # sake of simplicity, we ignore the bias here
+    conv2d = nn.LazyConv2d(1, kernel_size=(1, 2), bias=False)
+    X = X.reshape((1, 1, 6, 8))
+    Y = Y.reshape((1, 1, 6, 7))
+    lr = 3e-2  # Learning rate
+    losses = []
+    for i in range(10):
+        Y_hat = conv2d(X)
+        l = (Y_hat - Y) ** 2
+        conv2d.zero_grad()
+        l.sum().backward()
+        # Update the kernel
+        conv2d.weight.data[:] -= lr * conv2d.weight.grad
+        if (i + 1) % 2 == 0:
+            print(f'epoch {i + 1}, loss {l.sum():.3f}')
+        losses.append(float(l.sum()))
+    assert losses[-1] < 0.1 * losses[0]
+    np.testing.assert_allclose(conv2d.weight.data.reshape((1, 2)), [[1.0, -1.0]], atol=0.05)
+
+
 # ---- 7.6 LeNet ------------------------------------------------------------------------------------------------
 def lenet():
     return nn.Sequential(
