@@ -1,9 +1,11 @@
 """The elementwise, reduction and shape ops of the engine: each a `Function` subclass (forward and
 backward side by side, shapes in the docstring) followed by its snake_case wrapper.
 
-`sum`, `max` and `pow` are named like `torch.sum`, `torch.max` and `torch.pow` so that code carries over;
-inside this module they shadow Python's builtins, which it therefore does not use. Tensor's operators
-and in-place ops (autograd.py) call these; this module knows tensors only as `TensorBase`.
+`sum`, `max`, `min`, `abs` and `pow` are named like their torch functions so that code carries over;
+inside this module they shadow Python's builtins, which it therefore does not use. Reductions take
+PyTorch's `dim=`/`keepdim=` and NumPy's `axis=`/`keepdims=` alike, with PyTorch's meaning (`max(x, dim)`
+gives values and indices). Tensor's operators and in-place ops (autograd.py) call these; this module knows
+tensors only as `TensorBase`.
 """
 import numpy as np
 

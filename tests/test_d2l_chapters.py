@@ -1,4 +1,5 @@
-"""D2L's PyTorch code for chapters 7.6 (LeNet), 8.1 (AlexNet), 8.2 (VGG) and 8.3 (NiN), run on minivgg with
+"""D2L's PyTorch code for chapters 7.2-7.5 (convolutions and pooling by hand), 7.6 (LeNet), 8.1 (AlexNet), 8.2
+(VGG) and 8.3 (NiN), run on minivgg with
 only its imports changed (`import minivgg as torch`, `from minivgg import nn`) and its data loader: the
 networks built as the book builds them, the shapes it prints, and its `train_ch6` with `accuracy`,
 `evaluate_accuracy_gpu` and `Accumulator` training each for a few batches of small images, on the CPU and
