@@ -1,9 +1,8 @@
-"""D2L's PyTorch code for chapters 7.2-7.5 (convolutions and pooling by hand), 7.6 (LeNet), 8.1 (AlexNet), 8.2
-(VGG) and 8.3 (NiN), run on minivgg with
-only its imports changed (`import minivgg as torch`, `from minivgg import nn`) and its data loader: the
-networks built as the book builds them, the shapes it prints, and its `train_ch6` with `accuracy`,
-`evaluate_accuracy_gpu` and `Accumulator` training each for a few batches of small images, on the CPU and
-on the strict CuPy stand-in GPU.
+"""D2L's PyTorch code for chapters 7.2-7.5 (convolutions and pooling by hand), 7.6 (LeNet), 8.1 (AlexNet),
+8.2 (VGG) and 8.3 (NiN), run on minivgg with only its imports changed (`import minivgg as torch`,
+`from minivgg import nn`) and its data loader: the numbers and shapes the book prints, and its `train_ch6`
+with `accuracy`, `evaluate_accuracy_gpu` and `Accumulator` training each network for a few batches of small
+images, on the CPU and on the strict CuPy stand-in GPU.
 
 The book's code below is copied as it is printed, except that `Animator` and `Timer` (plots and clocks) are
 replaced by a list of the batch losses, and the channel counts take a divisor so the nets stay small."""
