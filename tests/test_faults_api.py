@@ -88,3 +88,50 @@ def test_an_in_place_product_with_a_tensor_that_requires_grad(op):
         grads.append([np.asarray(t.grad.data if lib is mv else t.grad.numpy()) for t in (x, z)])
     for ours, theirs in zip(*grads):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+# ---- 11. the data loader's and the layers' arguments ------------------------------------------------------------
+def test_float_images_in_0_1_are_taken_as_they_are():
+    images = np.linspace(0, 1, 4 * 9, dtype=np.float32).reshape(4, 3, 3)
+    batch, _ = next(iter(data.DataLoader((images, np.arange(4)), 4)))
+    np.testing.assert_array_equal(batch.data[:, 0], images)
+    as_bytes = (images * 255).round().astype(np.uint8)
+    batch, _ = next(iter(data.DataLoader((as_bytes, np.arange(4)), 4)))
+    np.testing.assert_allclose(batch.data[:, 0], images, atol=1 / 255)
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(resize=0), ValueError, "resize must be a positive int, got 0"),
+    (dict(resize=-3), ValueError, "resize must be a positive int, got -3"),
+    (dict(resize=2.5), TypeError, "resize must be a positive int, got 2.5"),
+    (dict(seed=-1), ValueError, "seed must be a non-negative int, got -1"),
+    (dict(limit_batches=0), ValueError, "limit_batches must be a positive int, got 0"),
+    (dict(limit_batches=-1), ValueError, "limit_batches must be a positive int, got -1"),
+    (dict(normalize=(0.5, 0)), ValueError, "normalize's std must be a number > 0, got 0"),
+])
+def test_the_loaders_arguments_are_checked_when_given(kwargs, error, words):
+    images = np.zeros((4, 3, 3), dtype=np.uint8)
+    with pytest.raises(error, match=f"DataLoader: {words}".replace("(", "\\(").replace(")", "\\)")):
+        data.DataLoader((images, np.arange(4)), 2, **kwargs)
+
+
+def test_labels_are_never_truncated():
+    images = np.zeros((3, 2, 2), dtype=np.uint8)
+    with pytest.raises(ValueError, match="labels must be class indices \\(whole numbers\\), got float64"):
+        data.DataLoader((images, np.array([0.0, 1.5, 2.0])), 2)
+    assert data.DataLoader((images, np.array([0.0, 1.0, 2.0])), 2).labels.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="labels must be class indices >= 0"):
+        data.DataLoader((images, np.array([0, -1, 2])), 2)
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda: nn.Conv2d(1, 2, 3, bias="no"), TypeError, "Conv2d: bias must be True or False, got 'no'"),
+    (lambda: nn.Linear(2, 2, bias="no"), TypeError, "Linear: bias must be True or False, got 'no'"),
+    (lambda: nn.LazyConv2d(2, 3, bias=None), TypeError, "LazyConv2d: bias must be True or False, got None"),
+    (lambda: models.vgg([]), ValueError, "vgg: conv_arch must be a non-empty list of pairs"),
+    (lambda: nn.LocalResponseNorm(5, alpha=-1), ValueError, "LocalResponseNorm: alpha must be a number >= 0"),
+    (lambda: nn.LocalResponseNorm(5, k=0), ValueError, "LocalResponseNorm: k must be a number > 0"),
+])
+def test_layers_refuse_what_cannot_work(make, error, words):
+    with pytest.raises(error, match=words):
+        make()

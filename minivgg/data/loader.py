@@ -36,12 +36,49 @@ def resize_bilinear(images, size):
     return xp.swapaxes(out.reshape(*lead, out_w, out_h), -1, -2)
 
 
+def _checked_images(images):
+    """Integer images (0-255, as uint8 stores them) or float images (already in [0, 1]); any other kind is
+    refused, since its scale is unknown."""
+    dtype = getattr(images, "dtype", None)
+    if dtype is None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise TypeError(f"DataLoader: images must be a uint8 array (0-255) or a float array in [0, 1], got "
+                        f"{dtype if dtype is not None else type(images).__name__}")
+    return images
+
+
+def _checked_labels(labels):
+    """The labels as int64 class indices; floats only if they are whole numbers (never truncated)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"DataLoader: labels must be one class index per image, shape (N,), got {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.bool_)):
+        whole = np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels) & (labels == np.round(labels)))
+        if not whole:
+            raise ValueError(f"DataLoader: labels must be class indices (whole numbers), got {labels.dtype} "
+                             f"values such as {labels.flat[0] if labels.size else '(none)'}")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"DataLoader: labels must be class indices >= 0, got {labels.min()}")
+    return labels.astype(np.int64)
+
+
+def _checked_normalize(normalize):
+    """(mean, std), two numbers, std > 0; or None."""
+    if normalize is None:
+        return None
+    if not (isinstance(normalize, (tuple, list)) and len(normalize) == 2):
+        raise ValueError(f"DataLoader: normalize must be a pair (mean, std), got {normalize!r}")
+    _checks.number_between("DataLoader", "normalize's mean", normalize[0])
+    _checks.number_between("DataLoader", "normalize's std", normalize[1], 0, closed=False)
+    return normalize
+
+
 class DataLoader:
     """Batches of (images, labels) Tensors on `device`; images float32 in [0, 1], shape (B, C, R, R).
 
-    `dataset` is a pair (uint8 images, labels (N,)): images (N, H, W) as from `load_fashion_mnist` (C = 1)
-    or (N, C, H, W) as from `ImageFolder`. Each batch
-    crosses to the device as uint8 and is converted, resized (`resize=R`, bilinear), normalized
+    `dataset` is a pair (images, integer labels (N,)): images (N, H, W) as from `load_fashion_mnist` (C = 1)
+    or (N, C, H, W) as from `ImageFolder`, uint8 (divided by 255, as torchvision's ToTensor does) or floats
+    already in [0, 1] (taken as they are). Each batch
+    crosses to the device as it is stored (uint8: 4x less than float32) and is converted, resized (`resize=R`, bilinear), normalized
     (`normalize=(mean, std)`) and flipped (`flip=True`: random horizontal flips) there, batch by
     batch. The shuffling order of epoch e depends only on (seed, e), so a resumed run sees the same
     batches as an uninterrupted one. `augment` (an augment.Augment) transforms each batch after the resize,
@@ -53,12 +90,15 @@ class DataLoader:
         images, labels = dataset
         if len(images) != len(labels):
             raise ValueError(f"DataLoader: {len(images)} images but {len(labels)} labels")
-        self.images, self.labels = images, np.asarray(labels).astype(np.int64)
+        self.images, self.labels = _checked_images(images), _checked_labels(labels)
         self.batch_size = _checks.int_at_least("DataLoader", "batch_size", batch_size)
         self.shuffle, self.drop_last = shuffle, drop_last
         self.device = backend.canonical_device(device)
-        self.seed, self.resize, self.normalize, self.flip = seed, resize, normalize, flip
-        self.limit_batches, self.augment = limit_batches, augment
+        self.seed = _checks.int_at_least("DataLoader", "seed", seed, minimum=0)
+        self.resize = _checks.int_at_least("DataLoader", "resize", resize, none_ok=True)
+        self.normalize, self.flip = _checked_normalize(normalize), flip
+        self.limit_batches = _checks.int_at_least("DataLoader", "limit_batches", limit_batches, none_ok=True)
+        self.augment = augment
         self.epoch = 0
 
     def __len__(self):
@@ -92,7 +132,10 @@ class DataLoader:
     def _to_device_float(self, batch):
         x = backend.to_device(batch, self.device)  # uint8 over the bus: 4x less than float32
         xp = backend.get_array_module(x)
-        x = x.astype(np.float32) * np.float32(1 / 255)
+        if xp.issubdtype(x.dtype, xp.integer):  # 0-255 to [0, 1], as torchvision's ToTensor; floats as given
+            x = x.astype(np.float32) * np.float32(1 / 255)
+        else:
+            x = x.astype(np.float32)
         if x.ndim == 3:  # (B, H, W): one channel
             x = x[:, None]
         if self.resize and x.shape[-2:] != (self.resize, self.resize):

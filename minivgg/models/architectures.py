@@ -36,7 +36,10 @@ def canonical_arch(name):
 
 
 def _checked_arch(owner, conv_arch):
-    """conv_arch, if every entry is a pair (num_convs, out_channels) of positive ints."""
+    """conv_arch, if every entry is a pair (num_convs, out_channels) of positive ints, and there is one."""
+    if not isinstance(conv_arch, (tuple, list)) or not conv_arch:
+        raise ValueError(f"{owner}: conv_arch must be a non-empty list of pairs (num_convs, out_channels), e.g. "
+                         f"((1, 64), (1, 128)), got {conv_arch!r}")
     for i, entry in enumerate(conv_arch):
         if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
             raise TypeError(f"{owner}: conv_arch[{i}] must be a pair (num_convs, out_channels), got {entry!r}")

@@ -15,6 +15,8 @@ def _lazy_parameter():
 def create_weight_and_bias(layer, bias):
     """Give `layer` (a Conv2d or Linear) its weight and, if `bias`, its bias: placeholders in a lazy layer,
     else arrays of `layer._parameter_shapes()` with the layer's default values."""
+    if not isinstance(bias, (bool, np.bool_)):  # bias='no' is truthy: it would give the layer a bias
+        raise TypeError(f"{type(layer).__name__}: bias must be True or False, got {bias!r}")
     if isinstance(layer, _Lazy):
         layer.weight = _lazy_parameter()
         layer.bias = _lazy_parameter() if bias else None

@@ -10,7 +10,10 @@ class LocalResponseNorm(Module):
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
         super().__init__()
         self.size = _checks.int_at_least("LocalResponseNorm", "size", size)
-        self.alpha, self.beta, self.k = alpha, beta, k
+        # the divisor (k + alpha * sum of squares) ** beta must stay positive: k > 0, alpha and beta >= 0
+        self.alpha = _checks.number_between("LocalResponseNorm", "alpha", alpha, 0)
+        self.beta = _checks.number_between("LocalResponseNorm", "beta", beta, 0)
+        self.k = _checks.number_between("LocalResponseNorm", "k", k, 0, closed=False)
 
     def forward(self, x):
         return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
