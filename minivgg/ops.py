@@ -398,10 +398,12 @@ def amin(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 
 class ValuesIndices(tuple):
     """(values, indices), as PyTorch's max(dim), min(dim), topk and sort return them: unpack it, or read
-    `.values` and `.indices`."""
+    `.values` and `.indices`. `op` names the op in its printed form."""
 
-    def __new__(cls, values, indices):
-        return super().__new__(cls, (values, indices))
+    def __new__(cls, values, indices, op):
+        result = super().__new__(cls, (values, indices))
+        result.op = op
+        return result
 
     @property
     def values(self):
@@ -412,7 +414,7 @@ class ValuesIndices(tuple):
         return self[1]
 
     def __repr__(self):
-        return f"values={self[0]!r},\nindices={self[1]!r}"
+        return f"minivgg.return_types.{self.op}(\nvalues={self[0]!r},\nindices={self[1]!r})"
 
 
 def _extreme(op, x, dim, keepdim, axis, keepdims):
@@ -430,7 +432,7 @@ def _extreme(op, x, dim, keepdim, axis, keepdims):
     values = take_along_dim(x, indices, dim)
     if not keepdim:
         values, indices = squeeze(values, dim), squeeze(indices, dim)
-    return ValuesIndices(values, indices)
+    return ValuesIndices(values, indices, op)
 
 
 def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -499,7 +501,7 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
         raise ValueError(f"topk: k must be between 1 and the size {x.shape[dim]} of dim {dim}, got {k}")
     order = sort(x.detach(), dim, descending=largest).indices
     indices = x._new(order.data[(slice(None),) * (dim % x.ndim) + (slice(0, k),)])
-    return ValuesIndices(take_along_dim(x, indices, dim), indices)
+    return ValuesIndices(take_along_dim(x, indices, dim), indices, "topk")
 
 
 def sort(x, dim=-1, descending=False):
@@ -510,7 +512,7 @@ def sort(x, dim=-1, descending=False):
         data = ~data if data.dtype == bool else -data
     xp = backend.get_array_module(data)
     indices = x._new(xp.argsort(data, axis=dim, kind="stable").astype(np.int64, copy=False))
-    return ValuesIndices(take_along_dim(x, indices, dim), indices)
+    return ValuesIndices(take_along_dim(x, indices, dim), indices, "sort")
 
 
 class Abs(Function):

@@ -304,6 +304,15 @@ def test_max_along_a_dim_unpacks_as_values_and_indices():
 
 
 @needs_torch
+@pytest.mark.parametrize("call", [lambda x: x.max(dim=1), lambda x: x.min(0), lambda x: x.topk(2),
+                                  lambda x: x.sort(descending=True)], ids=["max", "min", "topk", "sort"])
+def test_values_and_indices_print_as_torchs(call):
+    data = [[1.0, 5.0, 2.0], [7.0, 0.0, 3.0]]
+    ours, theirs = repr(call(mv.tensor(data))), repr(call(torch.tensor(data)))
+    assert ours.replace("minivgg.", "torch.", 1) == theirs
+
+
+@needs_torch
 def test_comparisons_and_eq_give_boolean_tensors_as_in_torch(rng):
     a = rng.integers(0, 3, (4,))
     b = rng.integers(0, 3, (4,))
