@@ -162,11 +162,14 @@ def test_makers_refuse_what_torch_refuses():
         mv.randint(3, 3, (2,))
 
 
-def test_from_numpy_shares_memory():
+@needs_torch
+def test_from_numpy_shares_memory_as_torchs():
     a = np.arange(3.0)
-    t = mv.from_numpy(a)
+    ours, theirs = mv.from_numpy(a), torch.from_numpy(a)
     a[0] = 9
-    assert t.tolist() == [9.0, 1.0, 2.0] and t.dtype == mv.float64
+    assert ours.tolist() == theirs.tolist() == [9.0, 1.0, 2.0] and same_dtype(ours.dtype, theirs.dtype)
+    with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray, got list"):
+        mv.from_numpy([1.0])
 
 
 @needs_torch
@@ -186,6 +189,23 @@ def test_size_is_a_method_returning_the_shape_as_in_torch():
     x = mv.zeros(2, 3, 4)
     assert x.size() == (2, 3, 4) == x.shape and x.size(0) == 2 and x.size(-1) == 4 and x.size(dim=1) == 3
     assert x.numel() == 24 and x.dim() == 3 and len(x) == 2
+
+
+@needs_torch
+def test_size_numel_and_dim_are_torchs():
+    for shape in [(2, 3, 4), (5,), ()]:
+        ours, theirs = mv.zeros(shape), torch.zeros(shape)
+        assert ours.size() == tuple(theirs.size()) and ours.numel() == theirs.numel() and ours.dim() == theirs.dim()
+        if shape:
+            assert ours.size(0) == theirs.size(0) and ours.size(-1) == theirs.size(-1)
+
+
+@needs_torch
+@pytest.mark.parametrize("cast", ["float", "double", "half", "long", "int", "bool"])
+def test_casts_match_torch(cast):
+    data = np.array([-2.7, -0.5, 0.0, 0.5, 3.9], dtype=np.float32)
+    ours, theirs = getattr(mv.tensor(data), cast)(), getattr(torch.tensor(data), cast)()
+    assert same_dtype(ours.dtype, theirs.dtype) and ours.tolist() == theirs.tolist()
 
 
 def test_float_and_int_of_a_one_element_tensor_only():
@@ -436,6 +456,25 @@ def test_initializers_draw_torchs_spread(init, std):
     w = init(nn.Parameter(mv.zeros(200, 100)))  # fan_in 100, fan_out 200
     values = w.numpy()
     assert values.dtype == np.float32 and abs(values.std() / std - 1) < 0.03 and abs(values.mean()) < 0.03 * std
+
+
+@needs_torch
+@pytest.mark.parametrize("name, kwargs", [("xavier_uniform_", {}), ("xavier_normal_", {"gain": 2.0}),
+                                          ("kaiming_uniform_", {}), ("kaiming_uniform_", {"a": math.sqrt(5)}),
+                                          ("kaiming_normal_", {"mode": "fan_out", "nonlinearity": "relu"})])
+def test_initializers_spread_as_torchs(name, kwargs):
+    ours = getattr(nn.init, name)(nn.Parameter(mv.zeros(300, 100)), **kwargs).numpy()
+    theirs = getattr(torch.nn.init, name)(torch.empty(300, 100), **kwargs).numpy()
+    assert abs(ours.std() / theirs.std() - 1) < 0.03
+    if "uniform" in name:  # the same bound
+        assert abs(np.abs(ours).max() / np.abs(theirs).max() - 1) < 0.01
+
+
+@needs_torch
+def test_constant_and_ones_fill_as_torchs():
+    assert nn.init.constant_(nn.Parameter(mv.zeros(2, 3)), 0.25).tolist() == \
+        torch.nn.init.constant_(torch.empty(2, 3), 0.25).tolist()
+    assert nn.init.ones_(nn.Parameter(mv.zeros(2))).tolist() == torch.nn.init.ones_(torch.empty(2)).tolist()
 
 
 def test_constant_and_ones_fill():
