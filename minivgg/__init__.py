@@ -1,9 +1,12 @@
 """minivgg: a from-scratch deep-learning framework for learners, NumPy (CPU) or CuPy (GPU), and VGG.
 
-`import minivgg` loads the engine (Tensor, the ops, gradcheck) and NumPy, nothing more. Every other
-submodule, and the names taken from them (`summary`, `save`, `load`), loads on first use through the
-module `__getattr__` below (PEP 562): `mv.optim.SGD` and `mv.nn.Linear` work without importing
-`minivgg.optim` or `minivgg.nn` first, and a script pays only for the parts it uses.
+`import minivgg` loads the engine (Tensor, the ops, the tensor makers and dtype names, gradcheck) and NumPy,
+nothing more. Every other submodule, and the names taken from them (`summary`, `save`, `load`, `relu`), loads
+on first use through the module `__getattr__` below (PEP 562): `mv.optim.SGD` and `mv.nn.Linear` work without
+importing `minivgg.optim` or `minivgg.nn` first, and a script pays only for the parts it uses.
+
+The top-level names are PyTorch's, so that `import minivgg as torch` runs code written for PyTorch (see the
+README's table of what does and does not): `torch.randn(size=...)`, `torch.float32`, `torch.device('cpu')`.
 """
 from importlib import import_module as _import_module
 
