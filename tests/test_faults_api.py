@@ -135,3 +135,51 @@ def test_labels_are_never_truncated():
 def test_layers_refuse_what_cannot_work(make, error, words):
     with pytest.raises(error, match=words):
         make()
+
+
+# ---- 12. --torchvision-weights: a damaged .npz, a .pth that is no state dict --------------------------------------
+def _vgg11():
+    return models.vgg_from_config("A", ratio=64)
+
+
+def test_a_truncated_npz_of_weights_is_one_line(tmp_path):
+    path = tmp_path / "vgg11.npz"
+    np.savez(path, **{"features.0.weight": np.zeros((64, 3, 3, 3), dtype=np.float32)})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"load_torchvision_weights: {path} is not a complete .npz of weights "
+                                         ".*convert torchvision's .pth to .npz again"):
+        models.load_torchvision_weights(_vgg11(), str(path))
+
+
+def test_a_pth_that_is_no_state_dict_gets_no_advice_to_run_its_code(tmp_path):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pth"
+    torch.save({"args": __import__("argparse").Namespace(lr=0.1)}, path)  # weights_only refuses it
+    with pytest.raises(ValueError) as info:
+        models.load_torchvision_weights(_vgg11(), str(path))
+    message = str(info.value)
+    assert message.startswith(f"load_torchvision_weights: {path} is not a file of weights PyTorch reads without "
+                              "running code from it (UnpicklingError)")
+    assert "weights_only" not in message and "\n" not in message
+
+
+def test_the_cli_names_a_damaged_weights_file(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("PIL.Image")
+    from PIL import Image
+
+    for c, name in enumerate(["cats", "dogs"]):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8), 40 * c, dtype=np.uint8)).save(tmp_path / "images" / name / "0.png")
+        Image.fromarray(np.full((8, 8), 40 * c + 1, dtype=np.uint8)).save(tmp_path / "images" / name / "1.png")
+    (tmp_path / "vgg11.npz").write_bytes(b"PK\x03\x04 cut short")
+    result = subprocess.run([sys.executable, "-m", "minivgg", "train", "--data-dir", "images", "--arch", "vgg11",
+                             "--torchvision-weights", "vgg11.npz", "--out", "run", "--epochs", "1", "--no-progress"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "minivgg train: error: load_torchvision_weights: vgg11.npz is not a complete .npz of weights"), lines
+    assert not (tmp_path / "run").exists()

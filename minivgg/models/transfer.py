@@ -1,6 +1,8 @@
 """Transfer learning: torchvision's ImageNet weights (`load_torchvision_weights`), `freeze_features` before
 fine-tuning a new head, and the paper's warm start of a deeper configuration (`init_from`)."""
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -35,6 +37,12 @@ _TO_NPZ = ("python -c \"import torch, numpy; sd = torch.load('vgg16-397923af.pth
            "numpy.savez('vgg16.npz', **{k: v.numpy() for k, v in sd.items()})\"")
 
 
+def _why(exc):
+    """The first line of an exception's message, or its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 def _read_state(state_dict_or_path):
     """A dict {key: NumPy array} from a dict (of arrays, minivgg Tensors or torch tensors), a .npz file or
     a .pth file (read through PyTorch)."""
@@ -44,8 +52,12 @@ def _read_state(state_dict_or_path):
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_torchvision_weights: no file at {path!r}")
         if path.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as data:
-                source = {k: data[k] for k in data.files}
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    source = {k: data[k] for k in data.files}  # reads every entry: a damaged one fails here
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
+                raise ValueError(f"load_torchvision_weights: {path} is not a complete .npz of weights ({_why(exc)}): "
+                                 f"convert torchvision's .pth to .npz again: {_TO_NPZ}") from None
         else:
             try:
                 import torch
@@ -53,7 +65,13 @@ def _read_state(state_dict_or_path):
                 raise ImportError(f"load_torchvision_weights: reading {path!r} needs PyTorch (pip install torch). "
                                   f"Without it, convert the file to .npz on a machine that has it: {_TO_NPZ}") \
                     from None
-            source = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                source = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torch's own words would advise weights_only=False: never run a file's code
+                raise ValueError(f"load_torchvision_weights: {path} is not a file of weights PyTorch reads without "
+                                 f"running code from it ({type(exc).__name__}): give torchvision's state dict "
+                                 f"(such as vgg16-397923af.pth from download.pytorch.org) or an .npz converted "
+                                 f"from it") from None
     if hasattr(source, "state_dict") and not isinstance(source, dict):  # a whole torch or minivgg model
         source = source.state_dict()
     if not isinstance(source, dict):
