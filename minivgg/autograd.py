@@ -641,6 +641,9 @@ def _checked_gradients(fn, gxs):
         if not needed or gx is None:
             checked.append(None)
             continue
+        if not (hasattr(gx, "shape") and hasattr(gx, "dtype")):  # a float, a string: name the op, not .shape
+            raise TypeError(f"function {fn.name}Backward returned {type(gx).__name__} {gx!r} as the gradient at "
+                            f"index {i}; expected an array or Tensor of shape {list(edge.shape)}, or None")
         if gx.shape != edge.shape:
             raise RuntimeError(f"Function {fn.name}Backward returned an invalid gradient at index {i} - got "
                                f"{list(gx.shape)} but expected shape compatible with {list(edge.shape)}")

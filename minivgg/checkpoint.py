@@ -65,8 +65,36 @@ def check_checkpoint(obj, path, keys=None):
     for key in ("epochs", "points") if "history" in kinds else ():
         if not isinstance(obj["history"].get(key), list):
             raise CheckpointError(f"{path}: entry 'history' has no list {key!r}; {DAMAGED}")
+    if "history" in kinds:
+        _check_history(obj["history"], path)
     if "config" in kinds:
         _check_config(obj["config"], path)
+
+
+# what fit records: per epoch (None where not measured yet), and at every logged step
+EPOCH_NUMBERS = {"epoch": False, "loss": False, "train_acc": False, "test_acc": True, "val_acc": True, "lr": True,
+                 "time": True, "examples_per_sec": True, "peak_gpu_bytes": True}  # name: may be None
+POINT_NUMBERS = ("epoch", "loss", "acc")
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_history(history, path):
+    """Every record of history's epochs and points a dict of numbers, as fit writes them."""
+    for i, record in enumerate(history["epochs"]):
+        where = f"entry 'history/epochs/{i}'"
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path}: {where} must be a dict of the epoch's numbers, got {record!r}; {DAMAGED}")
+        for key, optional in EPOCH_NUMBERS.items():
+            value = record.get(key)
+            if not (_is_number(value) or (optional and value is None)):
+                raise CheckpointError(f"{path}: {where}/{key} must be a number, got {value!r}; {DAMAGED}")
+    for i, point in enumerate(history["points"]):
+        if not (isinstance(point, dict) and all(_is_number(point.get(key)) for key in POINT_NUMBERS)):
+            raise CheckpointError(f"{path}: entry 'history/points/{i}' must be a dict of the numbers "
+                                  f"{', '.join(POINT_NUMBERS)}, got {point!r}; {DAMAGED}")
 
 
 def _check_config(config, path):

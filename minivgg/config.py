@@ -202,6 +202,16 @@ RULES = dict(
     plateau_split=_finite("in [0, 1)", lambda v: 0 <= v < 1),
     scale_jitter=("two integers [MIN, MAX], each >= 1",
                   lambda v: len(v) == 2 and all(isinstance(s, int) and s >= 1 for s in v)),
+    **{name: ("True or False", lambda v: isinstance(v, bool))
+       for name in ("nesterov", "flip", "subtract_mean", "freeze_features", "binary")},
+    **{name: ("a text", lambda v: isinstance(v, str)) for name in ("data_dir", "torchvision_weights")},
+    **{name: ("a list of texts", lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v))
+       for name in ("classes", "train_files", "held_out_files")},
+    **{name: ("a list of finite numbers", lambda v: isinstance(v, list) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+       for name in ("pixel_mean", "pixel_std")},
+    pixel_covariance=("a list of lists of finite numbers", lambda v: isinstance(v, list) and all(
+        isinstance(row, list) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in row) for row in v)),
 )
 
 

@@ -96,15 +96,63 @@ class Optimizer:
         return {"state": {str(i): dict(s) for i, s in self.state.items()}, "hyper": hyper}
 
     def load_state_dict(self, state):
+        """Take a state_dict() back, after checking every entry (a hyperparameter the constructor would
+        refuse, a buffer of another shape or of no numbers): a ValueError naming the first wrong entry."""
+        hyper = self._checked_state(state)
         for i, entries in state.get("state", {}).items():
             index = int(i)
-            if index >= len(self.params):
-                raise KeyError(f"{type(self).__name__}.load_state_dict: state for parameter {index}, but the "
-                               f"optimizer has {len(self.params)} parameters")
             device = self.params[index].device
             self.state[index] = {k: (backend.to_device(v, device) if hasattr(v, "shape") else v)
                                  for k, v in entries.items()}
-        self.param_groups[0].update(state.get("hyper", {}))
+        self.param_groups[0].update(hyper)
+
+    def _checked_state(self, state):
+        """The hyperparameters of `state`, once every entry of it is checked."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict) or not isinstance(state.get("state", {}), dict) \
+                or not isinstance(state.get("hyper", {}), dict):
+            raise ValueError(f"{name}: expected {{'state': {{...}}, 'hyper': {{...}}}} as state_dict() gives")
+        ours = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        hyper = state.get("hyper", {})
+        for key, value in hyper.items():
+            if key not in ours:
+                raise ValueError(f"{name}: entry 'hyper/{key}' is not a setting of {type(self).__name__} "
+                                 f"(it has {', '.join(ours)})")
+            self._check_hyper(name, key, value)
+        for i, entries in state.get("state", {}).items():
+            if not (str(i).isdigit() and int(i) < len(self.params)):
+                raise ValueError(f"{name}: entry 'state/{i}' names no parameter (the optimizer has "
+                                 f"{len(self.params)})")
+            if not isinstance(entries, dict):
+                raise ValueError(f"{name}: entry 'state/{i}' must be a dict of buffers, got {entries!r}")
+            for key, value in entries.items():
+                where = f"entry 'state/{i}/{key}'"
+                if key == "step":
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                        raise ValueError(f"{name}: {where} must be a whole number >= 0, got {value!r}")
+                    continue
+                shape = tuple(self.params[int(i)].shape)
+                if not (hasattr(value, "shape") and hasattr(value, "dtype")) or value.dtype.kind != "f":
+                    raise ValueError(f"{name}: {where} must be an array of floats of shape {shape}, got {value!r}")
+                if tuple(value.shape) != shape:
+                    raise ValueError(f"{name}: {where} has shape {tuple(value.shape)}; its parameter has {shape}")
+        return hyper
+
+    def _check_hyper(self, name, key, value):
+        where = f"{name}: entry 'hyper/{key}'"
+        if key == "nesterov":
+            if not isinstance(value, bool):
+                raise ValueError(f"{where} must be True or False, got {value!r}")
+            return
+        values = value if key == "betas" else [value]
+        if key == "betas" and not (isinstance(value, (list, tuple)) and len(value) == 2):
+            raise ValueError(f"{where} must be a pair (beta1, beta2), got {value!r}")
+        for v in values:
+            below = 1.0 if key in ("momentum", "betas") else math.inf
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v < below
+            if not ok:  # a rate of 0 is where a cosine schedule ends
+                rule = "in [0, 1)" if below == 1.0 else ">= 0"
+                raise ValueError(f"{where} must be a finite number {rule}, got {value!r}")
 
 
 class SGD(Optimizer):
@@ -210,6 +258,30 @@ class _Scheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state):
+        """Take a state_dict() back, after checking that every entry is one of this scheduler's and of its
+        kind (a count a whole number, a rate a finite number): a ValueError naming the first wrong entry."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise ValueError(f"{name}: expected a dict as state_dict() gives, got {type(state).__name__}")
+        ours = self.state_dict()
+        for key, value in state.items():
+            if key not in ours:
+                raise ValueError(f"{name}: entry {key!r} is not part of a {type(self).__name__}'s state (it has "
+                                 f"{', '.join(ours)})")
+            current = ours[key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if isinstance(current, bool) or isinstance(current, str):
+                ok = type(value) is type(current)
+            elif isinstance(current, int):
+                ok = number and isinstance(value, int) and value >= 0
+            elif isinstance(current, float) or current is None:
+                ok = number or value is None
+            else:
+                ok = True
+            if not ok:
+                kind = ("a whole number >= 0" if isinstance(current, int) and not isinstance(current, bool)
+                        else "a finite number" if not isinstance(current, (bool, str)) else type(current).__name__)
+                raise ValueError(f"{name}: entry {key!r} must be {kind}, got {value!r}")
         self.__dict__.update(state)
 
 

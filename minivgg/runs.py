@@ -43,13 +43,18 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
     (epochs done, history)."""
     from .checkpoint import load_checkpoint
 
+    from .serialization import DAMAGED, CheckpointError
+
     path = os.path.join(run_dir, CHECKPOINT)
     state = load_checkpoint(path, device=device, needs_config=False)
     net.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state.get("scheduler"):
-        scheduler.load_state_dict(state["scheduler"])
-    backend.set_generator_state(state["rng"])
+    try:  # an edited entry is named before anything trains on it
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        backend.set_generator_state(state["rng"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: {exc} (was the file edited?); {DAMAGED}") from None
     return int(state["epoch"]), state["history"]
 
 
