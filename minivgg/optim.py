@@ -35,7 +35,8 @@ def _parameter_list(name, params):
             raise ValueError(f"{name}: can't optimize a non-leaf Tensor (one computed from others); optimize "
                              f"the tensors it was computed from")
         if id(p) in seen:
-            raise ValueError(f"{name}: a parameter appears twice in the list ({p.name or f'shape {tuple(p.shape)}'}): each "
+            which = p.name or f"shape {tuple(p.shape)}"
+            raise ValueError(f"{name}: a parameter appears twice in the list ({which}): each "
                              f"step would move it twice; pass each parameter once")
         seen.add(id(p))
     return params
