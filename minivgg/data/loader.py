@@ -56,8 +56,6 @@ def _checked_labels(labels):
         if not whole:
             raise ValueError(f"DataLoader: labels must be class indices (whole numbers), got {labels.dtype} "
                              f"values such as {labels.flat[0] if labels.size else '(none)'}")
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"DataLoader: labels must be class indices >= 0, got {labels.min()}")
     return labels.astype(np.int64)
 
 
@@ -131,7 +129,7 @@ class DataLoader:
     def _to_device_float(self, batch):
         x = backend.to_device(batch, self.device)  # uint8 over the bus: 4x less than float32
         xp = backend.get_array_module(x)
-        if xp.issubdtype(x.dtype, xp.integer):  # 0-255 to [0, 1], as torchvision's ToTensor; floats as given
+        if np.issubdtype(x.dtype, np.integer):  # 0-255 to [0, 1], as torchvision's ToTensor; floats as given
             x = x.astype(np.float32) * np.float32(1 / 255)
         else:
             x = x.astype(np.float32)
