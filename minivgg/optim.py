@@ -259,16 +259,15 @@ class _Scheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state):
-        """Take a state_dict() back, after checking that every entry is one of this scheduler's and of its
-        kind (a count a whole number, a rate a finite number): a ValueError naming the first wrong entry."""
+        """Take a state_dict() back, after checking that each of this scheduler's entries is of its kind (a
+        count a whole number, a rate a finite number): a ValueError naming the first wrong entry. Entries it
+        does not have (another scheduler's, an older version's) are left out."""
         name = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state, dict):
             raise ValueError(f"{name}: expected a dict as state_dict() gives, got {type(state).__name__}")
         ours = self.state_dict()
+        state = {key: value for key, value in state.items() if key in ours}
         for key, value in state.items():
-            if key not in ours:
-                raise ValueError(f"{name}: entry {key!r} is not part of a {type(self).__name__}'s state (it has "
-                                 f"{', '.join(ours)})")
             current = ours[key]
             number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if isinstance(current, bool) or isinstance(current, str):
