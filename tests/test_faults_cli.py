@@ -91,8 +91,8 @@ def test_out_onto_a_finished_run_is_refused_unless_overwrite(run, tmp_path):
     assert _sums(folder) == before
     result = _minivgg("train", *TINY, "--epochs", "1", "--seed", "3", "--out", folder, "--overwrite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert (f"note: --overwrite: the earlier run in {folder} is moved to {folder / 'previous-run'} until this run "
-            "saves its first epoch") in result.stdout
+    assert (f"note: --overwrite: the earlier run in {folder} is moved to {folder / 'previous-run'}; it is removed "
+            "when this run ends with an epoch saved") in result.stdout
     assert mv.load(folder / train.CHECKPOINT)["config"]["seed"] == 3 and _no_temporary(folder)
     assert not (folder / "previous-run").exists()  # the new run saved an epoch: the earlier one is gone
 

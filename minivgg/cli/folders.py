@@ -128,7 +128,7 @@ def recorded_split(folder, names, config, print_fn=print):
 
 # ---- a run folder held while a run trains into it ---------------------------------------------------------
 RUN_FILES = (CHECKPOINT, INTERRUPTED, "history.json")  # a folder holding any of these holds a run
-REPLACED = (*RUN_FILES, "training.png", "gradients.png", "confusion.png")  # what --overwrite removes
+REPLACED = (*RUN_FILES, "training.png", "gradients.png", "confusion.png")  # what --overwrite moves aside
 LOCK = ".lock"
 
 
@@ -233,7 +233,7 @@ class RunClaim:
 
     def move_aside(self, names, print_fn=print):
         """--overwrite: move the earlier run's files into a sub-folder previous-run (-2, -3, ... if taken), kept
-        until this run saves its first epoch (then removed) and put back if this run saves nothing."""
+        while this run trains: removed when it ends with an epoch saved, put back if it saved nothing."""
         for n in range(1, 10_000):
             backup = os.path.join(self.path, "previous-run" if n == 1 else f"previous-run-{n}")
             try:
@@ -244,8 +244,8 @@ class RunClaim:
         for name in names:
             os.replace(os.path.join(self.path, name), os.path.join(backup, name))
         self.backup = backup
-        print_fn(f"note: --overwrite: the earlier run in {self.path} is moved to {backup} until this run saves "
-                 f"its first epoch")
+        print_fn(f"note: --overwrite: the earlier run in {self.path} is moved to {backup}; it is removed when "
+                 f"this run ends with an epoch saved")
 
     def _settle_backup(self):
         """The end of an --overwrite run: the earlier run removed if this one saved an epoch, put back if this
