@@ -299,6 +299,17 @@ def test_reductions_match_torch_values_indices_and_gradients(method, rng):
 
 
 @needs_torch
+def test_take_along_dim_matches_torch(rng):
+    index = rng.integers(0, 4, (2, 3, 2))  # repeated indices: their gradients add up
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    against_torch(lambda t: mv.take_along_dim(t, mv.tensor(index), 2),
+                  lambda t: torch.take_along_dim(t, torch.tensor(index), 2), x)
+    against_torch(lambda x: x.take_along_dim(mv.tensor(index[:, :1] % 3), dim=1),
+                  lambda x: x.take_along_dim(torch.tensor(index[:, :1] % 3), dim=1),
+                  rng.standard_normal((2, 3, 2)).astype(np.float32))
+
+
+@needs_torch
 def test_max_with_ties_sends_the_gradient_where_torch_does():
     """max(dim) picks one index (the first maximum here, as NumPy's argmax) and only it gets the gradient;
     amax shares it among the tied maxima. PyTorch's CPU build picks the first maximum too."""
