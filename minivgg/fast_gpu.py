@@ -41,17 +41,28 @@ def _jit():
 _compiled = {}  # (cupyx.jit module, kernel function) -> the compiled kernel
 
 
+def index_type(*sizes):
+    """The integer type of a launch's index arithmetic: uint32 when every array of the launch has fewer than
+    2**31 elements, else int64. A GPU has no integer divider; a 32-bit division is a short routine, a 64-bit
+    one several times longer, and the index arithmetic divides for every element written. Unsigned, because
+    the indices are never negative and unsigned division needs no sign fix-up."""
+    return np.uint32 if max(sizes, default=0) < 2**31 else np.int64
+
+
 def launch(kernel, total, *args):
-    """Run `kernel` on `total` threads, BLOCK to a block. The kernel's last two arguments are `total` and
-    the block size, as 64-bit integers: thread i = blockIdx.x * block + threadIdx.x computes in 64 bits."""
+    """Run `kernel` on `total` threads, BLOCK to a block. Every Python int in `args` (the sizes) is passed
+    in the launch's index type (`index_type`), and so are `total` and the block size, the kernel's last two
+    arguments: thread i = blockIdx.x * block + threadIdx.x then computes in that type too."""
     if total == 0:
         return
     jit_module = _jit()
     key = (jit_module, kernel)
     if key not in _compiled:
         _compiled[key] = jit_module.rawkernel()(kernel)
+    itype = index_type(total + BLOCK, *(a.size + BLOCK for a in args if hasattr(a, "size") and hasattr(a, "dtype")))
+    args = tuple(itype(a) if type(a) is int else a for a in args)
     blocks = -(-total // BLOCK)
-    _compiled[key]((blocks,), (BLOCK,), tuple(args) + (np.int64(total), np.int64(BLOCK)))
+    _compiled[key]((blocks,), (BLOCK,), args + (itype(total), itype(BLOCK)))
 
 
 def run_in_python(kernel, total, *args, block=BLOCK):
@@ -90,26 +101,33 @@ def _ints(*values):
 
 
 # ---------------------------------------------------------------------------------------------------
-# The kernels. Arrays are 1-D (C-order arrays raveled), addressed with flat indices.
+# The kernels. Arrays are 1-D (C-order arrays raveled), addressed with flat indices. A flat index is split
+# into coordinates with one division per coordinate: q = i // n, then i - q * n for the remainder (a
+# multiply, where % would divide again).
 # ---------------------------------------------------------------------------------------------------
 def im2col_kernel(x, col, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, block):
-    # One thread per element of col (C*KH*KW, N*OH*OW): row (ch, ki, kj), column (b, oy, ox). The padding
-    # is decided here: positions outside x read 0, so no padded copy of x is made.
+    # Caffe's im2col: one thread per (channel, image, output pixel), writing that pixel's KH*KW entries of
+    # col (C*KH*KW, N*OH*OW), rows (ch, ki, kj), columns (b, oy, ox); its divisions serve KH*KW writes, and
+    # neighbouring threads write neighbouring columns. Positions outside x read 0: no padded copy of x.
     i = jit.blockIdx.x * block + jit.threadIdx.x
     if i < total:
-        ox = i % ow
-        oy = i // ow % oh
-        b = i // (ow * oh) % n
-        row = i // (ow * oh * n)
-        kj = row % kw
-        ki = row // kw % kh
-        ch = row // (kw * kh)
-        yp = oy * sh + ki  # in padded coordinates, never negative
-        xp = ox * sw + kj
-        if yp >= ph and yp < h + ph and xp >= pw and xp < w + pw:
-            col[i] = x[((b * c + ch) * h + (yp - ph)) * w + (xp - pw)]
-        else:
-            col[i] = 0.0
+        t = i // ow
+        ox = i - t * ow
+        t2 = t // oh
+        oy = t - t2 * oh
+        ch = t2 // n
+        b = t2 - ch * n
+        columns = n * oh * ow
+        column = i - ch * columns  # (b * OH + oy) * OW + ox
+        for ki in range(kh):
+            yp = oy * sh + ki  # in padded coordinates, never negative
+            for kj in range(kw):
+                xp = ox * sw + kj
+                out = ((ch * kh + ki) * kw + kj) * columns + column
+                if yp >= ph and yp < h + ph and xp >= pw and xp < w + pw:
+                    col[out] = x[((b * c + ch) * h + (yp - ph)) * w + (xp - pw)]
+                else:
+                    col[out] = 0.0
 
 
 def col2im_kernel(col, gx, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, block):
@@ -117,10 +135,12 @@ def col2im_kernel(col, gx, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, bl
     # no two threads write one pixel (no atomics). Windows oy with oy*sh <= yp < oy*sh + kh.
     i = jit.blockIdx.x * block + jit.threadIdx.x
     if i < total:
-        xp = i % w + pw
-        yp = i // w % h + ph
-        ch = i // (w * h) % c
-        b = i // (w * h * c)
+        t = i // w
+        xp = i - t * w + pw
+        t2 = t // h
+        yp = t - t2 * h + ph
+        b = t2 // c
+        ch = t2 - b * c
         oy0 = (max(yp + 1, kh) - kh + sh - 1) // sh  # the first window reaching yp: ceil((yp-kh+1)/sh), >= 0
         oy1 = min(yp // sh + 1, oh)
         ox0 = (max(xp + 1, kw) - kw + sw - 1) // sw
@@ -134,16 +154,45 @@ def col2im_kernel(col, gx, c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow, total, bl
         gx[i] = s
 
 
+def rows_to_nchw_kernel(rows, bias, y, k, n, hw, has_bias, total, block):
+    # One thread per element of y (N, K, OH, OW): the product's (K, N*OH*OW) entry, plus the bias, in one
+    # pass (without it: a transposed copy, then a second pass adding the bias). Without a bias, `bias` is
+    # a placeholder never read.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        t = i // hw
+        p = i - t * hw
+        b = t // k
+        ch = t - b * k
+        v = rows[(ch * n + b) * hw + p]
+        if has_bias:
+            v += bias[ch]
+        y[i] = v
+
+
+def nchw_to_rows_kernel(gy, rows, k, n, hw, total, block):
+    # One thread per element of rows (K, N*OH*OW): the output gradient (N, K, OH, OW) in the product's
+    # layout; neighbouring threads read and write neighbouring pixels.
+    i = jit.blockIdx.x * block + jit.threadIdx.x
+    if i < total:
+        t = i // hw
+        p = i - t * hw
+        ch = t // n
+        b = t - ch * n
+        rows[i] = gy[(b * k + ch) * hw + p]
+
+
 def max_pool_kernel(x, y, argmax, neg_inf, h, w, kh, kw, sh, sw, ph, pw, oh, ow, total, block):
     # One thread per output (N, C, OH, OW): the maximum of its window and where it is (offset ki*KW + kj).
     # Padding reads -inf; the first maximum wins, a NaN wins and stays, as the reference's argmax.
     i = jit.blockIdx.x * block + jit.threadIdx.x
     if i < total:
-        ox = i % ow
-        oy = i // ow % oh
-        plane = i // (ow * oh)  # b*C + ch
+        t = i // ow
+        ox = i - t * ow
+        plane = t // oh  # b*C + ch
+        oy = t - plane * oh
         best = neg_inf
-        where = kw * 0  # an int64 zero: a jit variable keeps the type it is first given
+        where = kw * 0  # a zero of the index type: a jit variable keeps the type it is first given
         for ki in range(kh):
             for kj in range(kw):
                 yp = oy * sh + ki
@@ -163,9 +212,10 @@ def max_pool_backward_kernel(gy, argmax, gx, h, w, kh, kw, sh, sw, ph, pw, oh, o
     # Windows overlap when the stride is below the kernel, so a thread per output could collide.
     i = jit.blockIdx.x * block + jit.threadIdx.x
     if i < total:
-        xp = i % w + pw
-        yp = i // w % h + ph
-        plane = i // (w * h)
+        t = i // w
+        xp = i - t * w + pw
+        plane = t // h
+        yp = t - plane * h + ph
         oy0 = (max(yp + 1, kh) - kh + sh - 1) // sh
         oy1 = min(yp // sh + 1, oh)
         ox0 = (max(xp + 1, kw) - kw + sw - 1) // sw
@@ -261,6 +311,11 @@ def _flat(xp, array):
     return xp.ascontiguousarray(array).ravel()
 
 
+def _sizes(*values):
+    """Sizes as Python ints, which `launch` passes in the launch's index type."""
+    return tuple(int(v) for v in values)
+
+
 def im2col(x, kernel, stride, padding):
     """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW), the reference im2col_array's layout, in one kernel."""
     xp = backend.get_array_module(x)
@@ -268,7 +323,8 @@ def im2col(x, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
     col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    launch(im2col_kernel, col.size, _flat(xp, x), col.ravel(), *_ints(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
+    launch(im2col_kernel, c * n * oh * ow, _flat(xp, x), col.ravel(),
+           *_sizes(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
     return col
 
 
@@ -279,25 +335,63 @@ def col2im(col, input_shape, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
     gx = xp.empty((n, c, h, w), dtype=col.dtype)
-    launch(col2im_kernel, gx.size, _flat(xp, col), gx.ravel(), *_ints(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
+    launch(col2im_kernel, gx.size, _flat(xp, col), gx.ravel(), *_sizes(c, h, w, kh, kw, sh, sw, ph, pw, n, oh, ow))
     return gx
 
 
 @fast_variant_of(F.Conv2dFunction, "cupy")
 class Conv2dFunction(F.Conv2dFunction):
-    """The reference convolution with its im2col and col2im each one kernel (im2col_kernel, col2im_kernel)
-    instead of a padded copy and one strided copy per kernel offset: fewer launches and passes over memory.
+    """The reference convolution with three changes:
+    - im2col and col2im are one kernel each (im2col_kernel, col2im_kernel) instead of a padded copy and one
+      strided copy per kernel offset;
+    - the product's (K, N*OH*OW) result becomes NCHW with the bias added in one pass (rows_to_nchw_kernel),
+      and backward brings the output gradient into the product's layout in one pass (nchw_to_rows_kernel);
+    - the column matrix is not kept for backward, which makes it again from x: a step then holds the
+      activations, not KH*KW copies of them, for the price of one more im2col per layer.
     The products stay cuBLAS's."""
 
     im2col = staticmethod(im2col)
     col2im = staticmethod(col2im)
+
+    def forward(self, x, weight, bias=None):
+        F._check_conv_inputs(x, weight)
+        xp = backend.get_array_module(x)
+        n, k = x.shape[0], weight.shape[0]
+        self.kernel = weight.shape[2:]
+        oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
+        rows = weight.reshape(k, -1) @ self.im2col(x, self.kernel, self.stride, self.padding)  # (K, N*OH*OW)
+        y = xp.empty((n, k, oh, ow), dtype=rows.dtype)
+        launch(rows_to_nchw_kernel, y.size, rows.ravel(), rows.ravel() if bias is None else _flat(xp, bias),
+               y.ravel(), *_sizes(k, n, oh * ow), bias is not None)
+        self.save_for_backward(x if self.needs_input_grad[1] else None,
+                               weight if self.needs_input_grad[0] else None)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        n, k, oh, ow = gy.shape
+        x, weight = self.saved_tensors
+        g = xp.empty((k, n * oh * ow), dtype=gy.dtype)
+        launch(nchw_to_rows_kernel, g.size, _flat(xp, gy), g.ravel(), *_sizes(k, n, oh * ow))
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gcol = weight.reshape(k, -1).T @ g                                 # (C*KH*KW, N*OH*OW)
+            gx = self.col2im(gcol, self.x_shape, self.kernel, self.stride, self.padding)
+        if self.needs_input_grad[1]:
+            col = self.im2col(x, self.kernel, self.stride, self.padding)
+            gw = (g @ col.T).reshape(k, -1, *self.kernel)                      # (K, C, KH, KW)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = g.sum(axis=1)                                                 # (K,), rows contiguous
+        return gx, gw, gb
 
 
 @fast_variant_of(F.MaxPool2dFunction, "cupy")
 class MaxPool2dFunction(F.MaxPool2dFunction):
     """The reference max-pooling in one kernel each way, without the padded copy and the
     (N, C, KH*KW, OH, OW) window array: a thread per output finds its maximum and keeps where it is (an
-    int32 offset per output); backward, a thread per input pixel adds the gradients of the windows it won."""
+    offset per output, in the launch's index type); backward, a thread per input pixel adds the gradients
+    of the windows it won."""
 
     def forward(self, x):
         F._check_pool(x, self.kernel, self.padding)
@@ -305,9 +399,9 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         n, c, h, w = x.shape
         oh, ow = F._output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
         y = xp.empty((n, c, oh, ow), dtype=x.dtype)
-        self.argmax = xp.empty((n, c, oh, ow), dtype=np.int32)
+        self.argmax = xp.empty((n, c, oh, ow), dtype=index_type(x.size + BLOCK, y.size + BLOCK))  # launch's choice
         launch(max_pool_kernel, y.size, _flat(xp, x), y.ravel(), self.argmax.ravel(), x.dtype.type(-np.inf),
-               *_ints(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
+               *_sizes(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
         self.x_shape = x.shape
         return y
 
@@ -317,7 +411,7 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
         oh, ow = gy.shape[2:]
         gx = xp.empty(self.x_shape, dtype=gy.dtype)
         launch(max_pool_backward_kernel, gx.size, _flat(xp, gy), self.argmax.ravel(), gx.ravel(),
-               *_ints(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
+               *_sizes(h, w, *self.kernel, *self.stride, *self.padding, oh, ow))
         return gx
 
 

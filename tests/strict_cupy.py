@@ -10,7 +10,8 @@
 - Every call is checked against CuPy's recorded signature (cupy_signatures.py): a keyword or an argument
   count CuPy refuses (`x.max(initial=0)`, `cupy.multiply(a, b, where=m)`) raises CupyRefusal naming both.
   Reductions and scalars come back as 0-d device arrays, as in CuPy, never as NumPy scalars.
-- It counts host-to-device and device-to-host copies, and every host synchronization (STATS["sync"], with
+- It counts CuPy calls (STATS["calls"]: functions, ufuncs, operators, methods), host-to-device and
+  device-to-host copies, and every host synchronization (STATS["sync"], with
   SYNCS saying which): `.get()`, `.item()`, `.tolist()`, `float()`, `int()`, `complex()`, `bool()` (so
   `if array:`), and printing. CuPy arrays have no `__index__`: using one as a Python integer is refused.
 - Its random generator draws from NumPy's Philox, not from NumPy's default PCG64: like a real GPU's, its
@@ -46,7 +47,7 @@ class CupyRefusal(TypeError):
 def _unwrap(value):
     if isinstance(value, DeviceArray):
         _check_current_device(value)
-        return value.view(np.ndarray)
+        return np.ndarray.view(value, np.ndarray)  # not value.view: the stand-in's own calls are not CuPy calls
     if isinstance(value, (list, tuple)):
         return type(value)(_unwrap(v) for v in value)
     if isinstance(value, np.ndarray):
@@ -84,6 +85,8 @@ class DeviceArray(np.ndarray):
         if "where" in kwargs:
             kwargs["where"] = _unwrap(kwargs["where"])
         result = getattr(ufunc, method)(*[_unwrap(i) for i in inputs], **kwargs)
+        if not _inside_method[0]:
+            STATS["launches"] += 1
         if out is not None:
             return out[0] if len(out) == 1 else out
         return _wrap(result)
@@ -93,7 +96,9 @@ class DeviceArray(np.ndarray):
             raise CupyRefusal(f"numpy.{func.__name__} was called on a device array; CuPy has no "
                               f"cupy.{func.__name__} to dispatch it to")
         _refuse_unless_accepted(f"cupy.{func.__name__}", args, kwargs)
-        return _wrap(func(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+        result = func(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        _count_launch(f"cupy.{func.__name__}", result, *_unwrap(args))
+        return _wrap(result)
 
     def __getattribute__(self, name):
         if name.startswith("_"):
@@ -160,9 +165,14 @@ class DeviceArray(np.ndarray):
 
     # CuPy wraps out-of-range integer-array indices around (NumPy raises IndexError).
     def __getitem__(self, index):  # an element comes back as a 0-d device array, as in CuPy
-        return _wrap(super().__getitem__(_wrapped_index(self.shape, index)))
+        result = super().__getitem__(_wrapped_index(self.shape, index))
+        if not _inside_method[0]:
+            _count_launch("cupy.ndarray.__getitem__", result, np.ndarray.view(self, np.ndarray))
+        return _wrap(result)
 
     def __setitem__(self, index, value):
+        if not _inside_method[0]:
+            STATS["launches"] += 1  # a copy or a fill
         super().__setitem__(_wrapped_index(self.shape, index), value)
 
     def get(self):
@@ -186,7 +196,20 @@ def _wrapped_index(shape, index):
     return parts if isinstance(index, tuple) else parts[0]
 
 
-STATS = {"host_to_device": 0, "device_to_host": 0, "sync": 0}
+STATS = {"host_to_device": 0, "device_to_host": 0, "sync": 0, "calls": 0, "launches": 0}
+ALLOCATE_ONLY = ("cupy.empty", "cupy.empty_like")  # CuPy allocates and launches nothing
+
+
+def _count_launch(name, result, *inputs):
+    """Count the kernel a CuPy call launches: every call that computes, copies or fills, but not one that
+    only allocates or whose result is a view of an input (reshape, ravel, transpose, a contiguous
+    ascontiguousarray, a basic slice)."""
+    if name in ALLOCATE_ONLY:
+        return
+    plain = [np.ndarray.view(a, np.ndarray) for a in (result, *inputs) if isinstance(a, np.ndarray)]
+    if isinstance(result, np.ndarray) and any(np.may_share_memory(plain[0], a) for a in plain[1:]):
+        return
+    STATS["launches"] += 1
 SYNCS = []  # what each synchronization counted in STATS["sync"] was: "float()", "get()", ...
 _inside_method = [0]  # > 0 while a device array's (already checked) method runs NumPy's implementation
 
@@ -197,6 +220,7 @@ def _sync(what):
 
 
 def _refuse_unless_accepted(name, args, kwargs):
+    STATS["calls"] += 1  # every CuPy function, ufunc, operator and method call passes here once
     reason = refusal(name, args, kwargs)
     if reason:
         raise CupyRefusal(reason)
@@ -211,6 +235,8 @@ def _checked_method(name, method):
             result = method(*args, **kwargs)
         finally:
             _inside_method[0] -= 1
+        if not _inside_method[0]:
+            _count_launch(f"cupy.ndarray.{name}", result, getattr(method, "__self__", None))
         return _wrap(result) if isinstance(result, np.generic) else result
     call.__name__ = name
     return call
@@ -314,6 +340,7 @@ class _Generator:
             dtype = given.pop("dtype", None) if "dtype" not in inspect.signature(method).parameters else None
             out = given.get("out")
             result = method(**{key: _unwrap(v) for key, v in given.items()})
+            STATS["launches"] += 1
             if out is not None:
                 return out
             return _wrap(result if dtype is None else _np_asarray(result).astype(dtype))
@@ -352,6 +379,7 @@ class _Ufunc:
     def _checked(qualname, function):
         def call(*args, **kwargs):
             _refuse_unless_accepted(qualname, args, kwargs)
+            STATS["launches"] += 1
             return _wrap(function(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
         return call
 
@@ -374,7 +402,9 @@ class StrictCupy:
         if callable(value) and not isinstance(value, type):
             def call(*args, **kwargs):
                 _refuse_unless_accepted(f"cupy.{name}", args, kwargs)
-                return _wrap(value(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+                result = value(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+                _count_launch(f"cupy.{name}", result, *_unwrap(args))
+                return _wrap(result)
             call.__name__ = name
             return call
         return value
@@ -461,7 +491,7 @@ def installed(monkeypatch=None):
     monkeypatch.setitem(sys.modules, "cupyx.jit", cupyx.jit)
     monkeypatch.setattr(cuda, "_cupy_module", fake)
     monkeypatch.setattr(generators, "_generators", {})
-    STATS.update(host_to_device=0, device_to_host=0, sync=0)
+    STATS.update(host_to_device=0, device_to_host=0, sync=0, calls=0, launches=0)
     SYNCS.clear()
     MACHINE.update(device_count=1, error=None)
     _current[:] = [0]
@@ -687,6 +717,7 @@ class SimulatedJit:
 
             def launch(grid, block, args, shared_mem=0, stream=None):
                 launches.append(func.__name__)
+                STATS["launches"] += 1
                 return kernel(grid, block, args, shared_mem, stream)
             launch.__name__ = func.__name__
             return launch

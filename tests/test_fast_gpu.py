@@ -196,7 +196,9 @@ def test_the_environment_variable_opts_in_without_importing_cupy(env, enabled):
     assert out.stdout.split() == [str(enabled), "False", "False", "False"]
 
 
-def test_each_op_is_one_kernel_launch_each_way(gpu_tier, monkeypatch):
+def test_each_op_launches_its_kernels_and_no_others(gpu_tier, monkeypatch):
+    # The convolution: im2col and the bias pass forward; backward, the layout pass, col2im for x and im2col
+    # again for the weight (the columns are made again, not kept). The others: one kernel each way.
     launched = []
     original = fast_gpu.launch
     monkeypatch.setattr(fast_gpu, "launch", lambda k, *a: (launched.append(k.__name__), original(k, *a)))
@@ -204,8 +206,9 @@ def test_each_op_is_one_kernel_launch_each_way(gpu_tier, monkeypatch):
     w = mv.tensor(normal(np.random.default_rng(9), 3, 2, 3, 3), device="cuda", requires_grad=True)
     with mv.kernels("fast"):
         F.dropout(F.max_pool2d(F.relu(F.conv2d(x, w, padding=1)), 2), 0.5).sum().backward()
-    assert launched == ["im2col_kernel", "relu_kernel", "max_pool_kernel", "dropout_kernel", "dropout_backward_kernel",
-                        "max_pool_backward_kernel", "relu_backward_kernel", "col2im_kernel"]
+    assert launched == ["im2col_kernel", "rows_to_nchw_kernel", "relu_kernel", "max_pool_kernel", "dropout_kernel",
+                        "dropout_backward_kernel", "max_pool_backward_kernel", "relu_backward_kernel",
+                        "nchw_to_rows_kernel", "col2im_kernel", "im2col_kernel"]
 
 
 # ---- the simulator refuses what C or a GPU would do otherwise than Python ---------------------------------------
@@ -222,10 +225,9 @@ def _kernel(body):
 
 
 @pytest.mark.parametrize("body, error", [
-    (lambda a, i: a.__setitem__(i, (i - 3) // 2), "C truncates toward zero"),
-    (lambda a, i: a.__setitem__(i, (i - 3) % 2), "C truncates toward zero"),
-    (lambda a, i: a.__setitem__(i, i + 2**31 * 2**31 * 4), "does not fit"),
-    (lambda a, i: a.__setitem__(i - 1, 0), "out of bounds"),
+    (lambda a, i: a.__setitem__(i, (i - 3) // 2), "wrap"),  # a launch's indices are unsigned
+    (lambda a, i: a.__setitem__(i, (i + 2**31 * 2**31 * 4)), "does not fit"),
+    (lambda a, i: a.__setitem__(i + 1, 0), "out of bounds"),
     (lambda a, i: a.__setitem__(0, i), "a race"),
     (lambda a, i: a.__setitem__(i, a[(i + 1) % 4]), "a race"),
 ])
@@ -234,6 +236,22 @@ def test_the_simulator_refuses(monkeypatch, body, error):
         a = cupy.zeros(4, dtype=np.int64)
         with pytest.raises(SimulatorError, match=error):
             fast_gpu.launch(_kernel(body), 4, a.ravel())
+
+
+def test_a_launch_computes_its_indices_in_32_bits_below_2_to_the_31(monkeypatch):
+    assert fast_gpu.index_type(2**31 - 1) is np.uint32 and fast_gpu.index_type(5, 2**31) is np.int64
+    seen = []
+    with installed(monkeypatch) as cupy:
+        fast_gpu.launch(_kernel(lambda a, i: seen.append(i.ctype)), 4, cupy.zeros(4).ravel())
+    assert seen == ["uint32"] * 4
+
+
+def test_the_simulator_refuses_negative_division_in_64_bits(monkeypatch):
+    # A 64-bit build's indices are signed: C's / truncates a negative one where Python floors.
+    with installed(monkeypatch) as cupy:
+        kernel = sys.modules["cupyx.jit"].rawkernel()(_kernel(lambda a, i: a.__setitem__(i, (i - 3) // 2)))
+        with pytest.raises(SimulatorError, match="C truncates toward zero"):
+            kernel((1,), (4,), (cupy.zeros(4, dtype=np.int64), np.int64(4), np.int64(4)))
 
 
 def test_c_integer_types_in_the_simulator():
@@ -285,3 +303,25 @@ def test_doctor_checks_the_kernels_of_both_tiers(monkeypatch, capsys):
     assert len(headers) == 2 and "reference kernels" in headers[0] and "fast_gpu.py" in headers[1]
     assert sum(line.split()[:2] == ["conv2d", "ok"] for line in lines) == 2, lines
     assert timed_under == ["reference", "fast"]  # a step timed under each tier
+
+
+# ---- what a training step launches and holds, counted on the stand-in (benchmarks/gpu_step.py prints them) ----
+def _gpu_step():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu_step
+    return gpu_step
+
+
+def test_a_fast_step_launches_at_most_a_third_of_the_reference_kernels():
+    gpu_step = _gpu_step()
+    (reference, _), (fast, _) = gpu_step.launches_per_step("reference"), gpu_step.launches_per_step("fast")
+    assert fast * 3 <= reference, (fast, reference)
+
+
+def test_a_fast_step_holds_for_backward_at_most_what_pytorch_allocates_in_all():
+    # PyTorch 2.11's torch.cuda.max_memory_allocated() for this step on a card (an H200): 2,349 MiB.
+    gpu_step = _gpu_step()
+    fast, per_image = gpu_step.bytes_held("fast", 224, 128)
+    reference, _ = gpu_step.bytes_held("reference", 224, 128)
+    assert fast <= 2349 * 2**20 and fast * 3 < reference, (fast, reference)
+    assert per_image > 0
