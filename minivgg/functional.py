@@ -14,7 +14,8 @@ from .autograd import Function, Tensor, _as_tensor
 from .ops import flatten as _flatten
 # Elementwise and along-an-axis kernels, written (forward and backward side by side) with the other
 # elementwise ops in ops.py, where Tensor's methods reach them too.
-from .ops import LogSoftmaxFunction, SoftmaxFunction, log_softmax, log_softmax_array, sigmoid, softmax, tanh  # noqa: F401
+from .ops import (  # noqa: F401  (re-exported)
+    LogSoftmaxFunction, SoftmaxFunction, log_softmax, log_softmax_array, sigmoid, softmax, tanh)
 
 
 def _pair(value, name="kernel_size"):

@@ -46,7 +46,8 @@ def test_mse_loss_gradcheck(reduction, rng):
     ("topk", lambda a: a.topk(2, dim=1)[0]), ("sort", lambda a: a.sort(dim=0, descending=True)[0]),
     ("take_along_dim", lambda a: mv.take_along_dim(a, mv.tensor([[0, 0, 2, 1]]), 1)),  # a repeated index adds up
     ("var", lambda a: a.var(dim=1)), ("std", lambda a: a.std()), ("norm", lambda a: a.norm(dim=0)),
-    ("norm p=1", lambda a: a.norm(p=1)), ("squeeze/unsqueeze/permute", lambda a: a.unsqueeze(0).permute(2, 0, 1).squeeze()),
+    ("norm p=1", lambda a: a.norm(p=1)),
+    ("squeeze/unsqueeze/permute", lambda a: a.unsqueeze(0).permute(2, 0, 1).squeeze()),
     ("to float32 and back", lambda a: a.float().double() * 1),
 ])
 def test_new_ops_gradcheck(name, fn, rng):
@@ -127,20 +128,25 @@ def test_new_kernels_keep_float32(rng):
 def test_errors_name_the_op_the_value_and_the_fix():
     x = mv.zeros(1, 1, 4, 4)
     cases = [
-        (lambda: F.avg_pool2d(mv.zeros(4, 4), 2), ValueError, r"avg_pool2d: expected a 4-D input \(N, C, H, W\), got shape \(4, 4\)"),
+        (lambda: F.avg_pool2d(mv.zeros(4, 4), 2), ValueError,
+         r"avg_pool2d: expected a 4-D input \(N, C, H, W\), got shape \(4, 4\)"),
         (lambda: F.avg_pool2d(x, 5), ValueError, r"avg_pool2d: the kernel 5x5 is larger than the padded input 4x4"),
-        (lambda: F.avg_pool2d(x, 2, padding=2), ValueError, r"avg_pool2d: padding \(2, 2\) must be at most half the kernel"),
+        (lambda: F.avg_pool2d(x, 2, padding=2), ValueError,
+         r"avg_pool2d: padding \(2, 2\) must be at most half the kernel"),
         (lambda: F.adaptive_avg_pool2d(x, 0), ValueError, "adaptive_avg_pool2d: output_size must be a positive int"),
-        (lambda: mv.nn.AdaptiveAvgPool2d(0), ValueError, "AdaptiveAvgPool2d: output_size must be a positive int, got 0"),
+        (lambda: mv.nn.AdaptiveAvgPool2d(0), ValueError,
+         "AdaptiveAvgPool2d: output_size must be a positive int, got 0"),
         (lambda: mv.nn.AvgPool2d(3, padding=2), ValueError, "AvgPool2d: padding must be at most half of kernel_size"),
-        (lambda: F.mse_loss(x, mv.zeros(1, 1, 4, 4, dtype=mv.float64)), TypeError, "mse_loss: input and target must be floats of one dtype"),
+        (lambda: F.mse_loss(x, mv.zeros(1, 1, 4, 4, dtype=mv.float64)), TypeError,
+         "mse_loss: input and target must be floats of one dtype"),
         (lambda: mv.nn.Softmax()(x), ValueError, r"Softmax: give the axis, e.g. nn.Softmax\(dim=1\)"),
         (lambda: x.topk(5, dim=3), ValueError, "topk: k must be between 1 and the size 4 of dim 3, got 5"),
         (lambda: x.norm(p=3), ValueError, "norm: p must be 2, 'fro' or 1, got 3"),
         (lambda: x.permute(0, 1), ValueError, r"permute: dims \(0, 1\) must name each of the 4 axes"),
         (lambda: x.t(), ValueError, r"t\(\): expects a tensor with at most 2 dimensions, got shape \(1, 1, 4, 4\)"),
         (lambda: mv.take_along_dim(x, mv.zeros(1, 1, 1, 4), 2), TypeError, "take_along_dim: indices must be integers"),
-        (lambda: x.max(mv.zeros(1)), TypeError, r"max\(x, other\): the elementwise max of two tensors is not in minivgg"),
+        (lambda: x.max(mv.zeros(1)), TypeError,
+         r"max\(x, other\): the elementwise max of two tensors is not in minivgg"),
     ]
     for call, error, message in cases:
         with pytest.raises(error, match=message) as info:
