@@ -55,7 +55,7 @@ def im2col_batch_last(x, kernel, stride, padding):
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
+    oh, ow = F.output_size("im2col", x.shape, kernel, stride, padding)
     padded = np.empty((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
     col = np.empty((c, kh, kw, oh, ow, n), dtype=x.dtype)
 
@@ -88,7 +88,7 @@ def col2im_batch_last(col, input_shape, kernel, stride, padding, out=None):
     """
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = F._output_size("col2im", input_shape, kernel, stride, padding)
+    oh, ow = F.output_size("col2im", input_shape, kernel, stride, padding)
     col = col.reshape(c, kh, kw, oh, ow, n)
     padded = np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=col.dtype) if out is None else out
 
@@ -130,10 +130,9 @@ class Conv2dFunction(F.Conv2dFunction):
     each group's product added up, so a step holds little beyond its activations."""
 
     def forward(self, x, weight, bias=None):
-        F._check_conv_inputs(x, weight)
         n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
-        oh, ow = F._output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
+        oh, ow = F.output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         self.groups = channel_groups(x.shape, self.kernel, (oh, ow), x.itemsize)
         y = None
         for cs in self.groups:
@@ -168,7 +167,7 @@ class Conv2dFunction(F.Conv2dFunction):
                 col2im_batch_last(gcol, group_shape, self.kernel, self.stride, self.padding, out=padded[cs])
                 del gcol
             gx = padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
-        if F._wants(self, 2):
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = g.sum(axis=1)
         return gx, gw, gb
 
@@ -187,9 +186,8 @@ class MaxPool2dFunction(F.MaxPool2dFunction):
                 yield i * kw + j, (Ellipsis, slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
 
     def forward(self, x):
-        F._check_pool(x, self.kernel, self.padding)
         (kh, kw), (ph, pw) = self.kernel, self.padding
-        oh, ow = F._output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        oh, ow = F.output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
         n, c, h, w = x.shape
         if ph or pw:
             padded = np.full((n, c, h + 2 * ph, w + 2 * pw), -np.inf, dtype=x.dtype)

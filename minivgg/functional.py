@@ -26,8 +26,10 @@ def _pair(value, name="kernel_size"):
     return int(value), int(value)
 
 
-def _output_size(op, in_shape, kernel, stride, padding):
-    """(OH, OW) of a sliding window; raises a readable error when the window does not fit."""
+def output_size(op, in_shape, kernel, stride, padding):
+    """(OH, OW) of a sliding window; raises a readable error when the window does not fit. Part of the
+    tier contract: the wrappers check the geometry with it before any op runs, and every variant, reference
+    or fast, computes its output shape with it."""
     (h, w), (kh, kw), (sh, sw), (ph, pw) = in_shape[-2:], kernel, stride, padding
     if h + 2 * ph < kh or w + 2 * pw < kw:
         raise ValueError(
@@ -45,7 +47,8 @@ def _check_rank(op, x, rank=4, layout="(N, C, H, W)"):
         raise ValueError(f"{op}: expected a {rank}-D input {layout}, got shape {tuple(x.shape)}")
 
 
-def _check_conv_inputs(x, weight):
+def check_conv_inputs(x, weight):
+    """conv2d's input checks, made by the wrapper before any variant runs (the tier contract)."""
     _check_rank("conv2d", x)
     _check_rank("conv2d", weight, layout="weight (K, C, KH, KW)")
     if x.shape[1] != weight.shape[1]:
@@ -85,7 +88,7 @@ def im2col_array(x, kernel, stride, padding):
     xp = backend.get_array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = _output_size("im2col", x.shape, kernel, stride, padding)
+    oh, ow = output_size("im2col", x.shape, kernel, stride, padding)
     padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))           # (N, C, H+2P, W+2P), zeros around
     col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
     for i in range(kh):
@@ -100,7 +103,7 @@ def col2im_array(col, input_shape, kernel, stride, padding):
     xp = backend.get_array_module(col)
     n, c, h, w = input_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh, ow = _output_size("col2im", input_shape, kernel, stride, padding)
+    oh, ow = output_size("col2im", input_shape, kernel, stride, padding)
     if col.shape != (c * kh * kw, n * oh * ow):
         raise ValueError(
             f"col2im: col has shape {tuple(col.shape)}, but input_shape {tuple(input_shape)} with kernel "
@@ -185,11 +188,10 @@ class Conv2dFunction(Function):
         self.stride, self.padding = stride, padding
 
     def forward(self, x, weight, bias=None):
-        _check_conv_inputs(x, weight)
         xp = backend.get_array_module(x)
         n, k = x.shape[0], weight.shape[0]
         self.kernel = weight.shape[2:]
-        oh, ow = _output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
+        oh, ow = output_size("conv2d", x.shape, self.kernel, self.stride, self.padding)
         col = self.im2col(x, self.kernel, self.stride, self.padding)       # (C*KH*KW, N*OH*OW)
         y = weight.reshape(k, -1) @ col                                    # (K, N*OH*OW)
         y = xp.ascontiguousarray(y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3))  # (N, K, OH, OW)
@@ -217,14 +219,18 @@ class Conv2dFunction(Function):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (K, C, KH, KW)."""
-    fn = _choose(Conv2dFunction, _data(x))(_pair(stride, "stride"), _pair(padding, "padding"))
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    check_conv_inputs(_data(x), _data(weight))
+    output_size("conv2d", _data(x).shape, _data(weight).shape[2:], stride, padding)
+    fn = _choose(Conv2dFunction, _data(x))(stride, padding)
     return fn(x, weight) if bias is None else fn(x, weight, bias)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Max-pooling
 # ---------------------------------------------------------------------------------------------------
-def _check_pool(x, kernel, padding):
+def check_pool(x, kernel, padding):
+    """max_pool2d's input checks, made by the wrapper before any variant runs (the tier contract)."""
     _check_rank("max_pool2d", x)
     (kh, kw), (ph, pw) = kernel, padding
     if ph > kh // 2 or pw > kw // 2:
@@ -243,10 +249,9 @@ class MaxPool2dFunction(Function):
         self.kernel, self.stride, self.padding = kernel, stride, padding
 
     def forward(self, x):
-        _check_pool(x, self.kernel, self.padding)
         xp = backend.get_array_module(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        oh, ow = _output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        oh, ow = output_size("max_pool2d", x.shape, self.kernel, self.stride, self.padding)
         padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-xp.inf)
         windows = xp.empty(x.shape[:2] + (kh * kw, oh, ow), dtype=x.dtype)  # (N, C, KH*KW, OH, OW)
         for i in range(kh):
@@ -272,7 +277,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Max over each KxK window; stride defaults to the kernel size (PyTorch's rule)."""
     kernel = _pair(kernel_size)
     stride = kernel if stride is None else _pair(stride, "stride")
-    return _choose(MaxPool2dFunction, _data(x))(kernel, stride, _pair(padding, "padding"))(x)
+    padding = _pair(padding, "padding")
+    check_pool(_data(x), kernel, padding)
+    output_size("max_pool2d", _data(x).shape, kernel, stride, padding)
+    return _choose(MaxPool2dFunction, _data(x))(kernel, stride, padding)(x)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -292,7 +300,7 @@ class AvgPool2dFunction(Function):
         _check_rank("avg_pool2d", x)
         xp = backend.get_array_module(x)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        oh, ow = _output_size("avg_pool2d", x.shape, self.kernel, self.stride, self.padding)
+        oh, ow = output_size("avg_pool2d", x.shape, self.kernel, self.stride, self.padding)
         padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         total = xp.zeros(x.shape[:2] + (oh, ow), dtype=x.dtype)
         for i in range(kh):

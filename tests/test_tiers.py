@@ -2,6 +2,7 @@
 (minivgg/functional.py) compute, forward and backward, on drawn shapes, and what the optimizers' updates
 (minivgg/optim.py) compute; the switch; the CPU machinery."""
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -160,7 +161,7 @@ def test_batch_last_im2col_is_the_reference_with_columns_reordered(rng):
     geometry = ((3, 2), (2, 1), (1, 0))
     ref = F.im2col_array(x, *geometry)            # columns (n, oh, ow)
     fast = fast_cpu.im2col_batch_last(x, *geometry)  # columns (oh, ow, n)
-    oh, ow = F._output_size("im2col", x.shape, *geometry)
+    oh, ow = F.output_size("im2col", x.shape, *geometry)
     reordered = fast.reshape(-1, oh, ow, 3).transpose(0, 3, 1, 2).reshape(ref.shape)
     np.testing.assert_array_equal(reordered, ref)
     c = normal(rng, *fast.shape)
@@ -405,3 +406,12 @@ def test_restart_with_blas_settings_leaves_the_interactive_prompt_alone(monkeypa
     monkeypatch.setattr(os, "execve", lambda *args: sys.exit("restarted"))
     with pytest.raises(SystemExit, match="restarted"):  # the same call in a script restarts
         cpu.restart_with_blas_settings(["-c", "pass"])
+
+
+def test_the_fast_tiers_use_only_functional_public_names():
+    # The tier contract: checks and geometry are public in functional.py and made by its wrappers, so a
+    # variant only computes; none reaches into functional's private helpers.
+    package = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "minivgg")
+    for name in ("fast_cpu.py", "fast_gpu.py"):
+        source = open(os.path.join(package, name)).read()
+        assert not re.search(r"\bF\._[a-z]", source), name
