@@ -1,6 +1,6 @@
 """The GPU's fast tier: CuPy variants of the reference kernels in functional.py and of the optimizers'
-updates in optim.py, computing the same numbers. Opt-in: they run on CuPy arrays under the fast tier only
-after `minivgg.tiers.enable_fast_gpu()` (or MINIVGG_FAST_GPU=1), as they have not yet run on a card.
+updates in optim.py, computing the same numbers. Opt-in: CuPy arrays take them under the fast tier only
+after `minivgg.tiers.enable_fast_gpu()` (or MINIVGG_FAST_GPU=1); `minivgg doctor` checks them on a card.
 
 Each class subclasses the reference of the same name and says what it does differently and why; each
 registers itself with `tiers.fast_variant_of(..., "cupy")`. The reference kernels build their results
@@ -11,8 +11,9 @@ ones of Caffe's im2col.cu and Chainer's im2col_gpu.
 The kernels are written with cupyx.jit (Python that CuPy compiles to CUDA) rather than as CUDA C strings,
 because the same Python function then also runs as Python: the tests' CuPy stand-in simulates each one
 thread by thread (tests/strict_cupy.py), so its index arithmetic is tested without a GPU. Two habits keep
-C and Python agreeing: index arithmetic never goes negative (C's / and % truncate where Python's floor),
-and a thread's index is computed in 64 bits (blockIdx.x * blockDim.x is 32-bit in C).
+C and Python agreeing: index arithmetic never goes negative (C's / and % truncate where Python's floor, and
+an unsigned index would wrap around), and every integer of a launch has the launch's index type
+(`index_type`), so C computes each index in that one type.
 """
 import importlib
 import math

@@ -48,8 +48,8 @@ def kernels(tier):
 def enable_fast_gpu(enabled=True):
     """Let the fast tier run the GPU kernels of minivgg/fast_gpu.py on CuPy arrays (True), or keep the
     reference kernels there (False, the default); returns the previous setting. The environment variable
-    MINIVGG_FAST_GPU=1 sets it at start-up. Off by default because these kernels have been tested only on
-    the tests' thread-by-thread simulator, not yet run on a card; `minivgg doctor` checks them on one."""
+    MINIVGG_FAST_GPU=1 sets it at start-up. With it on, `minivgg doctor` checks these kernels against the
+    CPU on the card (the README's GPU section says where they stand)."""
     global _fast_gpu
     previous, _fast_gpu = _fast_gpu, bool(enabled)
     return previous
