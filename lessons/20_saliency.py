@@ -46,12 +46,23 @@ print(f"  image 0 is a {data.text_labels[int(labels.numpy()[0])]}; the net says 
 print(f"  x.grad has the image's shape, {x.grad.shape}: one number per pixel")
 
 
+# A ReLU network is piecewise linear: between its corners a small step measures the slope backward computes. A
+# float32 score is rounded to about 6e-8 of its size, and dividing by the step h magnifies that into noise as large
+# as some slopes: the slopes are taken in float64, on a copy of the net.
+SLOPE_DTYPE = np.float64
+net64 = fresh_net(0).eval()
+for p64, p in zip(net64.parameters(), net.parameters()):
+    p64.data = p.data.astype(SLOPE_DTYPE)
+x64 = mv.tensor(image, requires_grad=True, dtype=SLOPE_DTYPE)
+net64(x64)[0, c].backward()
+grad64 = x64.grad.numpy()[0, 0]
+
+
 def score(pixels):
     with mv.no_grad():
-        return float(net(mv.tensor(pixels)).numpy()[0, c])
+        return float(net64(mv.tensor(pixels, dtype=SLOPE_DTYPE)).numpy()[0, c])
 
 
-# A ReLU network is piecewise linear: between its corners a small step measures the slope backward computes.
 h = 1e-4
 rng = np.random.default_rng(0)
 item, background = image[0, 0] > 0.2, image[0, 0] == 0
@@ -59,35 +70,58 @@ strongest = np.argsort(-np.abs(grad * item), axis=None)[:4]
 others = np.setdiff1d(np.flatnonzero(item), strongest)
 pixels = [np.unravel_index(k, grad.shape) for k in np.concatenate([strongest, rng.choice(others, 4, replace=False)])]
 pixels += [tuple(p) for p in np.argwhere(background)[rng.choice(int(background.sum()), 2, replace=False)]]
-centre, scale = score(image), np.abs(grad).max()
-print(f"  {'pixel':<10} {'value':>6} {'backward':>9} {'slope from the left':>20} {'from the right':>15}")
+centre, scale = score(image), np.abs(grad64).max()
+near = 1e-6 * scale  # far above float64's rounding of a slope (1e-11), far below any slope that matters
+print(f"  {'pixel':<10} {'value':>6} {'backward':>9} {'(float64)':>10} {'slope from the left':>20} "
+      f"{'from the right':>15}")
 smooth_on_item, agree, corner_at, slopes = 0, True, {}, {}
 for i, j in pixels:
-    step = np.zeros_like(image)
+    step = np.zeros_like(image, dtype=SLOPE_DTYPE)
     step[0, 0, i, j] = h
     left, right = (centre - score(image - step)) / h, (score(image + step) - centre) / h
-    corner = abs(right - left) > 0.02 * scale
+    corner = abs(right - left) > near
     corner_at[i, j], slopes[i, j] = corner, (left, right)
     if item[i, j] and not corner:
         smooth_on_item += 1
-        agree &= max(abs(grad[i, j] - left), abs(grad[i, j] - right)) < 0.02 * scale
-    print(f"  {f'({i}, {j})':<10} {image[0, 0, i, j]:>6.2f} {grad[i, j]:>9.4f} {left:>20.4f} {right:>15.4f}"
-          + ("   corner" if corner else ""))
-claim(smooth_on_item >= 4 and agree, f"at the {smooth_on_item} of 8 pixels on the item where the score has one "
-      f"slope (left and right agree within 2% of the largest, {scale:.2f}), backward's value is that slope")
+        agree &= max(abs(grad64[i, j] - left), abs(grad64[i, j] - right)) < near
+    print(f"  {f'({i}, {j})':<10} {image[0, 0, i, j]:>6.2f} {grad[i, j]:>9.4f} {grad64[i, j]:>10.4f} {left:>20.4f} "
+          f"{right:>15.4f}" + ("   corner" if corner else ""))
+claim(smooth_on_item >= 6 and agree, f"backward's value is the score's slope: at {smooth_on_item} of the 8 pixels "
+      f"on the item the score has one slope (left and right agree within {near:.0e}, a millionth of the largest, "
+      f"{scale:.2f}), and backward gives it to that precision")
+gap32 = np.abs(grad - grad64).max()
+claim(gap32 < 1e-4 * scale, f"the float32 map differs from the float64 one by at most {gap32:.1e}: float32's "
+      "rounding of the sums along the way, under 1e-4 of the largest value, so the map below is the slope map")
 kinks = [(i, j) for i, j in pixels if corner_at[i, j]]
 match = {"left": 0, "right": 0, "neither": 0}
 for i, j in kinks:
     left, right = slopes[i, j]
-    near = 0.02 * scale
-    match["left" if abs(grad[i, j] - left) < near else "right" if abs(grad[i, j] - right) < near else "neither"] += 1
-print(f"  At the {len(kinks)} corner(s) above backward's value matched the left slope {match['left']} time(s), the "
-      f"right {match['right']}, neither {match['neither']}. On the flat black background neighbouring units hold "
+    match["left" if abs(grad64[i, j] - left) < near else "right" if abs(grad64[i, j] - right) < near
+          else "neither"] += 1
+claim(len(kinks) > 0 and all(background[p] for p in kinks), f"the {len(kinks)} corner(s) found are all on the black "
+      "background, none on the item")
+print(f"  At those corners backward's value matched the left slope {match['left']} time(s), the right "
+      f"{match['right']}, neither {match['neither']}. On the flat black background neighbouring units hold "
       "equal values, so max-pooling windows hold exact ties and a step changes which unit passes the signal. "
       "Backward settles each tie by a fixed rule (the first maximum; likewise ReLU'(0) = 0), whichever way the step "
-      "pushes that unit; one "
-      "pixel feeds units through weights of both signs, so the sum of those choices can be the left slope, the "
-      "right one, or neither.")
+      "pushes that unit; one pixel feeds units through weights of both signs, so the sum of those choices can be "
+      "the left slope, the right one, or neither.")
+
+
+def score32(pixels):
+    with mv.no_grad():
+        return float(net(mv.tensor(pixels)).numpy()[0, c])
+
+
+def slope32(i, j):
+    step = np.zeros_like(image)
+    step[0, 0, i, j] = h
+    return (score32(image + step) - score32(image - step)) / (2 * h)
+
+
+noise32 = max(abs(slope32(i, j) - grad64[i, j]) for i, j in pixels if item[i, j])
+print(f"  The same differences taken on the float32 net miss the slope at these item pixels by up to {noise32:.3f}: "
+      "a float32 score's rounding divided by h. Judged in float32, smooth pixels would look like corners.")
 
 # %%
 section("Saliency for a batch, in one backward pass")
@@ -119,11 +153,12 @@ def gradients(model, batch):
 
 
 def smoothgrad(model, samples=16, std=0.15):
-    """Smilkov et al. (2017): the gradient averaged over copies of the images with Gaussian noise added."""
+    """Smilkov et al. (2017): the gradient averaged over copies of the images with Gaussian noise added. Also
+    the mean size of one copy's gradient, and the copies' gradients."""
     noise = np.random.default_rng(0)
     draws = [gradients(model, pixels_ + noise.normal(0, std, pixels_.shape).astype(np.float32))
              for _ in range(samples)]
-    return np.mean(draws, axis=0), np.mean(np.abs(draws), axis=0)
+    return np.mean(draws, axis=0), np.mean(np.abs(draws), axis=0), np.array(draws)
 
 
 def occlusion(model, patch=4, stride=2):
@@ -145,7 +180,7 @@ def occlusion(model, patch=4, stride=2):
 
 
 plain = gradients(net, pixels_)
-smooth, smooth_size = smoothgrad(net)
+smooth, smooth_size, draws = smoothgrad(net)
 occluded = occlusion(net)
 
 
@@ -161,11 +196,15 @@ claim(abs(same_sign_neighbours(plain) - 0.5) < 0.1 < same_sign_neighbours(occlud
       "the gradient's speckle is sign noise: side by side, two pixels' gradients agree in sign about as often as "
       "coin flips would, where occlusion's falls agree far more often")
 kept = np.abs(smooth).mean() / smooth_size.mean()
-print(f"  SmoothGrad (16 copies, noise std 0.15): the averaged gradient's size is {kept:.2f} of the average size "
-      f"of one copy's (1/sqrt(16) = 0.25 if the signs were random)")
-claim(kept < 0.5, "a little noise flips most pixels' gradient signs: the slope changes at every corner the noise "
-      "crosses, so averaging 16 copies cancels most of it and leaves speckle (the shattered gradients of Balduzzi "
-      "et al. 2017); on this net SmoothGrad would need far more copies, or more noise")
+on_item = (pixels_[:, 0] > 0.1) & (plain != 0)
+flipped = np.mean(np.sign(draws)[:, on_item] != np.sign(plain)[on_item])
+print(f"  SmoothGrad (16 copies, noise std 0.15): a copy's gradient has the other sign than the noise-free one at "
+      f"{flipped:.0%} of the item's pixels (a coin: 50%); the average keeps {kept:.2f} of one copy's size (1 if "
+      f"the signs never changed, 1/sqrt(16) = 0.25 for random signs of equal size)")
+claim(abs(flipped - 0.5) < 0.1 and kept < (1 + 0.25) / 2, f"a little noise makes each pixel's gradient sign "
+      f"nearly a coin flip ({flipped:.0%} flipped): the slope changes at every corner the noise crosses, so "
+      "averaging 16 copies cancels most of it, nearer random signs' 0.25 than fixed signs' 1, and leaves speckle "
+      "(the shattered gradients of Balduzzi et al. 2017); on this net SmoothGrad would need far more copies")
 
 item = pixels_[:, 0] > 0.1  # the item; Fashion-MNIST's background is exactly 0
 share = {name: (np.abs(m) * item).sum() / np.abs(m).sum() for name, m in
@@ -173,28 +212,40 @@ share = {name: (np.abs(m) * item).sum() / np.abs(m).sum() for name, m in
 print(f"  the item covers {item.mean():.0%} of the pixels; share of each map's total on it: "
       + ", ".join(f"{name} {s:.0%}" for name, s in share.items()))
 
-# A map is faithful if what it ranks highest matters: black out each map's top 5% of pixels, see the score fall.
+# A map is faithful if what it ranks highest matters: delete each map's top 5% of pixels, see the score fall.
+# Blacking them out is the very change occlusion measured (black patches), which favours occlusion; replacing
+# them by a blurred copy of the image (a 5x5 mean) is a change none of the maps measured.
 count = int(0.05 * size * size)
+blurred = np.lib.stride_tricks.sliding_window_view(np.pad(pixels_, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge"),
+                                                   (5, 5), axis=(2, 3)).mean(axis=(-2, -1))
 
 
-def fall_after_deleting(maps):
+def fall_after_deleting(maps, fill):
     copies = pixels_.copy()
     for n in range(shown):
-        copies[n, 0].flat[np.argsort(-maps[n].ravel())[:count]] = 0
+        top = np.argsort(-maps[n].ravel())[:count]
+        copies[n, 0].flat[top] = fill[n, 0].flat[top]
     with mv.no_grad():
         before, after = (net(mv.tensor(p)).numpy()[np.arange(shown), classes] for p in (pixels_, copies))
     return np.median(before - after)
 
 
 at_random = np.random.default_rng(1).random(item.shape) * item  # random pixels of the item
-fall = {name: fall_after_deleting(m) for name, m in (("gradient", np.abs(plain)), ("SmoothGrad", np.abs(smooth)),
-                                                      ("occlusion", occluded), ("random item pixels", at_random))}
-print(f"  median fall of the class score when each map's top {count} pixels are blacked out: "
-      + ", ".join(f"{name} {f:.2f}" for name, f in fall.items()))
+maps = (("gradient", np.abs(plain)), ("SmoothGrad", np.abs(smooth)), ("occlusion", occluded),
+        ("random item pixels", at_random))
+fall = {name: fall_after_deleting(m, np.zeros_like(pixels_)) for name, m in maps}
+blur_fall = {name: fall_after_deleting(m, blurred) for name, m in maps}
+for how, falls in (("blacked out", fall), ("blurred", blur_fall)):
+    print(f"  median fall of the class score when each map's top {count} pixels are {how}: "
+          + ", ".join(f"{name} {f:.2f}" for name, f in falls.items()))
 claim(fall["occlusion"] > 2 * max(fall["gradient"], fall["SmoothGrad"], fall["random item pixels"]),
-      "occlusion's top pixels are the ones the score needs: blacking them out lowers it more than twice as much "
-      "as blacking out the gradient's, SmoothGrad's or random item pixels")
-
+      "blacking out occlusion's top pixels lowers the score more than twice as much as blacking out the "
+      "gradient's, SmoothGrad's or random item pixels; a test in occlusion's favour, since black is what it "
+      "measured")
+claim(blur_fall["occlusion"] > 1.5 * max(blur_fall["gradient"], blur_fall["SmoothGrad"],
+                                         blur_fall["random item pixels"]),
+      "blurring the top pixels instead, a change no map measured, occlusion's still lower the score most, more "
+      "than 1.5 times as much as any other map's")
 untrained = fresh_net(1).eval()
 raw = gradients(untrained, pixels_)
 occluded_untrained = occlusion(untrained)
@@ -284,8 +335,8 @@ notice("A saliency map is the ordinary backward pass with the image as the leaf:
        "pixel to the next, so its picture is speckle, background included. It says what an infinitesimal step "
        "would do, not which part of the image the decision rests on.",
        "Occlusion asks the second question with steps of visible size and passed both checks here: its top "
-       "pixels matter to the score, and it depends on the trained weights. SmoothGrad, with 16 copies, did not "
-       "tame this net's gradient.")
+       "pixels matter to the score (blacked out, the test it was built for, and blurred, one it was not), and it "
+       "depends on the trained weights. SmoothGrad, with 16 copies, did not tame this net's gradient.")
 
 exercises("Take the gradient of the loss instead of one logit. How does the map change for a misclassified image?",
           "SmoothGrad with 64 or 256 copies, and noise of std 0.3: when does its deletion fall catch up with "
