@@ -330,3 +330,27 @@ def test_ctrl_c_while_the_first_plot_is_drawn_keeps_the_epoch_and_draws_it(tmp_p
     assert result.stderr == f"interrupted: resume with: minivgg train --resume {folder}\n"
     assert mv.load(folder / train.CHECKPOINT)["epoch"] == 1
     assert (folder / "training.png").read_bytes()[:4] == b"\x89PNG" and _ours(folder) == []
+
+
+def test_sighup_leaves_a_hung_up_terminal_instead_of_failing_on_it(monkeypatch):
+    from minivgg.cli.stops import Stopped, stops_as_interrupts
+
+    class HungUp:
+        def isatty(self):
+            return True
+
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", HungUp())
+    monkeypatch.setattr(sys, "stderr", HungUp())
+    with pytest.raises(Stopped) as info, stops_as_interrupts():
+        os.kill(os.getpid(), signal.SIGHUP)
+        for _ in range(1000):  # the handler runs at the next instruction
+            pass
+    print("interrupted by SIGHUP: resume with: ...")  # goes nowhere, without an error
+    print("minivgg train: interrupted", file=sys.stderr)
+    assert info.value.signum == signal.SIGHUP

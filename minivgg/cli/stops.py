@@ -1,7 +1,9 @@
 """SIGTERM and SIGHUP (sent by `timeout`, `kill`, `docker stop`, batch schedulers, a closed SSH session) stop a
 command as Ctrl-C does: they raise `Stopped`, a KeyboardInterrupt, so a training run saves what it has and
 prints the command that resumes; the exit code is 128 + the signal's number (143, 129), as a shell reports."""
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -19,7 +21,22 @@ class Stopped(KeyboardInterrupt):
 def _stop(signum, frame):
     for each in STOPS:  # a second signal must not cut short the save the first one started
         signal.signal(each, signal.SIG_IGN)
+    if signum == signal.SIGHUP:
+        _leave_the_terminal()
     raise Stopped(signum)
+
+
+def _leave_the_terminal():
+    """SIGHUP means the terminal is gone, and every write to it fails (EIO): what would have gone there
+    goes nowhere, so the run still saves and exits 129 instead of failing on its own messages. Output
+    redirected to a file (nohup, `> log`) is kept."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            if stream is not None and stream.isatty():
+                setattr(sys, name, open(os.devnull, "w"))
+        except (OSError, ValueError):  # closed already
+            setattr(sys, name, open(os.devnull, "w"))
 
 
 @contextmanager
