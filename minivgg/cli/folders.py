@@ -217,14 +217,16 @@ class RunClaim:
         if not self.held:
             return
         self.held = False
-        files.sweep(self.path)
-        if self.backup:
-            self._settle_backup()
         try:
-            os.remove(self.lock)  # while still locked: see acquire
-        except FileNotFoundError:
-            pass
-        os.close(self._fd)  # drops the lock
+            files.sweep(self.path)
+            if self.backup:
+                self._settle_backup()
+        finally:  # the lock goes whatever happened above
+            try:
+                os.remove(self.lock)  # while still locked: see acquire
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)  # drops the lock
         if self.created:
             try:
                 os.rmdir(self.path)  # only when empty: a run that failed before its first file leaves nothing
