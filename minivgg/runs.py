@@ -12,7 +12,7 @@ from . import backend
 from .autograd import Tensor
 from .files import write_text
 from .plotting import plot_history, pyplot
-from .serialization import read_json, save
+from .serialization import DAMAGED, CheckpointError, read_json, save
 
 CHECKPOINT = "checkpoint.npz"
 INTERRUPTED = "interrupted.npz"
@@ -42,8 +42,6 @@ def restore(run_dir, net, optimizer, scheduler=None, device="cpu"):
     """Load a run's checkpoint into net/optimizer/scheduler and the random state. Returns
     (epochs done, history)."""
     from .checkpoint import load_checkpoint
-
-    from .serialization import DAMAGED, CheckpointError
 
     path = os.path.join(run_dir, CHECKPOINT)
     state = load_checkpoint(path, device=device, needs_config=False)

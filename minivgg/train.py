@@ -185,11 +185,10 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     exact on every device. On a GPU each epoch's record holds `peak_gpu_bytes`: the most memory CuPy's
     pool held during the epoch (cuda.memory_info()["peak"]).
     """
-    run = _Fit(net, train_loader, (test_loader, val_loader), optimizer, scheduler,
-               RunFolder(out_dir) if out_dir else None,
+    run = _Fit(net, train_loader, test_loader, optimizer, scheduler, RunFolder(out_dir) if out_dir else None,
                history or {"epochs": [], "points": []}, config, monitor, print_fn, scheduler_per_step,
                dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
-                    monitor=monitor, progress=progress, log_every=log_every))
+                    monitor=monitor, progress=progress, log_every=log_every), val_loader)
     total_examples, total_time = 0, 0.0
     with backend.use_device(run.device):
         if run.history["epochs"] and run.history["epochs"][-1]["test_acc"] is None:
@@ -207,8 +206,8 @@ class _Fit:
     """One call of `fit`: its parts, and each epoch with what Ctrl-C saves at each phase."""
 
     def __init__(self, net, train_loader, test_loader, optimizer, scheduler, folder, history, config, monitor,
-                 print_fn, scheduler_per_step, epoch_options):
-        self.net, self.train_loader, (self.test_loader, self.val_loader) = net, train_loader, test_loader
+                 print_fn, scheduler_per_step, epoch_options, val_loader=None):
+        self.net, self.train_loader, self.test_loader, self.val_loader = net, train_loader, test_loader, val_loader
         self.optimizer, self.scheduler, self.folder, self.history = optimizer, scheduler, folder, history
         self.config, self.monitor, self.print_fn = config, monitor, print_fn
         self.scheduler_per_step, self.epoch_options = scheduler_per_step, epoch_options
