@@ -1,6 +1,5 @@
 """Nothing silently wrong: a run never lands inside its image folder or reads one as a class, the plateau rule
 never looks at the test set, and command-line mistakes are usage errors. Commands run in a subprocess."""
-import json
 import os
 import subprocess
 import sys
@@ -72,6 +71,7 @@ def test_an_empty_folder_name_is_a_usage_error(tmp_path, flag):
 
 
 # ---- 9. the plateau rule watches a validation split, never the test set ---------------------------------------
+@pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR), reason="install dataset-fashion-mnist (Debian)")
 def test_the_paper_recipe_steps_its_plateau_rule_on_a_validation_split(tmp_path):
     result = _minivgg("train", "--recipe", "paper", "--ratio", "16", "--train-limit", "512", "--batch-size", "64",
                       "--limit-batches", "3", "--epochs", "2", "--no-progress", "--data", data.DEBIAN_DIR,
