@@ -145,8 +145,8 @@ def held_for_backward(loss, parameters=()):
 
 
 def launches_per_step(kernels, size=32, batch=2):
-    """(kernel launches, CuPy calls) of one training step (the second: the first makes the momentum
-    buffers) under `kernels`, on the strict stand-in, which must be importable (tests/ on sys.path). A
+    """(kernel launches, CuPy calls) of one training step (the third: the first two set up the optimizer's
+    state) under `kernels`, on the strict stand-in, which must be importable (tests/ on sys.path). A
     launch is a CuPy call that computes, copies or fills (the stand-in's STATS["launches"]) or a jit kernel."""
     from minivgg import fast_gpu
     from strict_cupy import STATS, installed
@@ -158,7 +158,8 @@ def launches_per_step(kernels, size=32, batch=2):
     try:
         with installed():
             *_, step = build("minivgg", kernels, False, size, batch)
-            step()
+            step()  # makes the momentum buffers
+            step()  # the fast tier packs the parameters and buffers for its one-launch update
             launches, calls, jits = STATS["launches"], STATS["calls"], len(jit_launches)
             step()
             return STATS["launches"] - launches + len(jit_launches) - jits, STATS["calls"] - calls

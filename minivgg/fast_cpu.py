@@ -314,10 +314,7 @@ class Adam(optim.Adam):
     @staticmethod
     def update(p, g, state, lr, betas, eps, weight_decay):
         beta1, beta2 = betas
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p)
-            state["exp_avg_sq"] = np.zeros_like(p)
+        optim.Adam.start(p, state)
         state["step"] += 1
         t = state["step"]
         step_size = lr / (1 - beta1 ** t)

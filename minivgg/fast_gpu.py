@@ -466,10 +466,69 @@ def _scalar(p, value):
     return p.dtype.type(value)
 
 
+def _packed(optimizer, todo, names):
+    """{'param': flat array, name: flat array for each state buffer in `names`} of which the parameters'
+    arrays and their state buffers are views, so that one kernel updates them all (PyTorch's foreach and
+    fused optimizers do this over lists of tensors). Packed on the first call and again whenever one of
+    those arrays was replaced since (`p.data = ...`, `load_state_dict`, `.to()`); the values are kept.
+    None where the parameters cannot share one array (other dtypes or devices)."""
+    params = [p for _, p in todo]
+    states = [optimizer.state.setdefault(i, {}) for i, _ in todo]
+    arrays = [p.data for p in params]
+    if len({(a.dtype, backend.device_of(a)) for a in arrays}) != 1:
+        return None
+    packed = getattr(optimizer, "_packed_arrays", None)
+    current = [[p.data] + [state[n] for n in names] for p, state in zip(params, states)]
+    if packed is not None and len(packed["views"]) == len(current) and all(
+            a is b for now, then in zip(current, packed["views"]) for a, b in zip(now, then)):
+        return packed["flat"]
+    xp = backend.get_array_module(arrays[0])
+    flat = {}
+    for column, name in enumerate(["param"] + names):
+        flat[name] = xp.concatenate([row[column].ravel() for row in current])
+    views, start = [], 0
+    for p, state in zip(params, states):
+        row = []
+        for name in ["param"] + names:
+            view = flat[name][start:start + p.data.size].reshape(p.data.shape)
+            if name == "param":
+                p.data = view
+            else:
+                state[name] = view
+            row.append(view)
+        views.append(row)
+        start += p.data.size
+    optimizer._packed_arrays = {"flat": flat, "views": views}
+    return flat
+
+
+def _gradients(todo):
+    """The gradients of `todo` laid end to end, in the packed parameters' order: one copy kernel."""
+    grads = [p.grad.data for _, p in todo]
+    return backend.get_array_module(grads[0]).concatenate([g.ravel() for g in grads])
+
+
 @fast_variant_of(optim.SGD, "cupy")
 class SGD(optim.SGD):
-    """The reference update in one kernel per parameter (sgd_kernel) instead of one launch and one new
-    array per operation; the same operations in the same order."""
+    """The reference update as one kernel (sgd_kernel) for all parameters at once: the parameters and
+    their momentum buffers live as views of one flat array each (`_packed`), the gradients are laid end to
+    end in one copy, then one thread per element does the reference's operations in the same order.
+    `update` is the same kernel for one parameter."""
+
+    @staticmethod
+    def update_all(optimizer, todo):
+        hyper = optimizer.param_groups[0]
+        momentum = hyper["momentum"]
+        # The first step makes the momentum buffers (b = g), as the reference: one parameter at a time.
+        if momentum != 0 and any("momentum_buffer" not in optimizer.state.get(i, {}) for i, _ in todo):
+            return False
+        flat = _packed(optimizer, todo, ["momentum_buffer"] if momentum != 0 else [])
+        if flat is None:
+            return False
+        p, g = flat["param"], _gradients(todo)
+        launch(sgd_kernel, p.size, p, g, flat.get("momentum_buffer", g), _scalar(p, hyper["lr"]),
+               _scalar(p, momentum), _scalar(p, hyper["weight_decay"]), bool(hyper["nesterov"]))
+        return True
 
     @staticmethod
     def update(p, g, state, lr, momentum, weight_decay, nesterov):
@@ -486,9 +545,32 @@ class SGD(optim.SGD):
 
 @fast_variant_of(optim.Adam, "cupy")
 class Adam(optim.Adam):
-    """The reference update in one kernel per parameter (adam_kernel), with the bias corrections folded
-    into two numbers as fast_cpu.Adam does: m and v are the reference's, the step agrees to float32
-    rounding."""
+    """The reference update as one kernel (adam_kernel) for all parameters at once, packed as fast SGD's,
+    with the bias corrections folded into two numbers as fast_cpu.Adam does: m and v are the reference's,
+    the step agrees to float32 rounding. `update` is the same kernel for one parameter."""
+
+    @staticmethod
+    def update_all(optimizer, todo):
+        for i, p in todo:
+            optim.Adam.start(p.data, optimizer.state.setdefault(i, {}))
+        steps = {optimizer.state[i]["step"] for i, _ in todo}
+        flat = _packed(optimizer, todo, ["exp_avg", "exp_avg_sq"]) if len(steps) == 1 else None
+        if flat is None:  # parameters at different steps (some had no gradient): one at a time
+            return False
+        for i, _ in todo:
+            optimizer.state[i]["step"] += 1
+        hyper = optimizer.param_groups[0]
+        p, g = flat["param"], _gradients(todo)
+        launch(adam_kernel, p.size, p, g, flat["exp_avg"], flat["exp_avg_sq"],
+               *(_scalar(p, s) for s in Adam._scalars(hyper["lr"], hyper["betas"], hyper["eps"],
+                                                      hyper["weight_decay"], steps.pop() + 1)))
+        return True
+
+    @staticmethod
+    def _scalars(lr, betas, eps, weight_decay, t):
+        beta1, beta2 = betas
+        return (beta1, beta2, 1 - beta1, 1 - beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps,
+                weight_decay)
 
     @staticmethod
     def update(p, g, state, lr, betas, eps, weight_decay):
@@ -496,14 +578,7 @@ class Adam(optim.Adam):
             optim.Adam.update(p, g, state, lr, betas, eps, weight_decay)
             return
         xp = backend.get_array_module(p)
-        beta1, beta2 = betas
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p)
-            state["exp_avg_sq"] = xp.zeros_like(p)
+        optim.Adam.start(p, state)
         state["step"] += 1
-        t = state["step"]
-        scalars = (beta1, beta2, 1 - beta1, 1 - beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps,
-                   weight_decay)
         launch(adam_kernel, p.size, p.ravel(), _flat(xp, g), state["exp_avg"].ravel(), state["exp_avg_sq"].ravel(),
-               *(_scalar(p, s) for s in scalars))
+               *(_scalar(p, s) for s in Adam._scalars(lr, betas, eps, weight_decay, state["step"])))

@@ -79,12 +79,20 @@ class Optimizer:
     def step(self):
         """Update every parameter that has a gradient, in place, with `update`."""
         hyper = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        for i, p in enumerate(self.params):
-            if p.grad is None or not p.requires_grad:  # frozen: a stale .grad must not move it either
-                continue
-            # The fast tier's version of `update` for NumPy arrays, if it has one; else this class's own.
+        # frozen: a stale .grad must not move it either
+        todo = [(i, p) for i, p in enumerate(self.params) if p.grad is not None and p.requires_grad]
+        if todo and tiers.variant(type(self), backend.get_array_module(todo[0][1].data)).update_all(self, todo):
+            return  # the fast tier updated them all at once (PyTorch's foreach idea)
+        for i, p in todo:
+            # The fast tier's version of `update` for the array's module, if it has one; else this class's own.
             update = tiers.variant(type(self), backend.get_array_module(p.data)).update
             update(p.data, p.grad.data, self.state.setdefault(i, {}), **hyper)
+
+    @staticmethod
+    def update_all(optimizer, todo):
+        """A fast variant may update all of `todo`, [(index, parameter)], at once and return True; here
+        nothing is done (False) and `step` updates one parameter after another."""
+        return False
 
     @staticmethod
     def update(p, g, state, **hyper):
@@ -211,13 +219,19 @@ class Adam(Optimizer):
             weight_decay=self._checked("weight_decay value", weight_decay)))
 
     @staticmethod
-    def update(p, g, state, lr, betas, eps, weight_decay):
-        xp = backend.get_array_module(p)
-        beta1, beta2 = betas
+    def start(p, state):
+        """The state before the first step, made on the parameter's device: t = 0, m = v = 0."""
         if "step" not in state:
+            xp = backend.get_array_module(p)
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p)  # m
             state["exp_avg_sq"] = xp.zeros_like(p)  # v
+
+    @staticmethod
+    def update(p, g, state, lr, betas, eps, weight_decay):
+        xp = backend.get_array_module(p)
+        beta1, beta2 = betas
+        Adam.start(p, state)
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if weight_decay != 0:
