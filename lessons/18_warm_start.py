@@ -4,7 +4,7 @@ through unstable gradients; so they trained configuration A first and started th
 they copied A's first four convolutions and its three dense layers (`models.init_from`) and drew the rest at
 random. Here A is trained briefly, then configuration B starts cold, from the paper's warm start, from every layer
 of A, and from the warm start with He's rule for the random layers; the gradient monitor shows what each start
-gives the layers."""
+gives the layers. Then the other reading of 10^-2, a std of 0.01: cold against a warm start from all of A."""
 # %%
 import warnings
 
@@ -15,7 +15,7 @@ from minivgg import data, inspection, models, nn, optim, train
 from lesson import QUICK, claim, exercises, notice, pyplot, save_figure, section
 
 ratio, size, batch = 8, 32, 64
-steps_a, steps_b = (60, 30) if QUICK else (300, 150)
+steps_a, steps_b, steps_c = (60, 10, 40) if QUICK else (300, 50, 200)
 train_x, train_y = data.load_fashion_mnist("train")
 n_train = batch * 100
 loader = data.DataLoader((train_x[:n_train], train_y[:n_train]), batch, shuffle=True, resize=size)
@@ -74,8 +74,9 @@ claim(full > 3 and abs(narrow * np.sqrt(ratio) / full - 1) < 0.1, f"at the paper
       f"signal by {full:.1f} per layer, and at 1/{ratio} of the channels by {np.sqrt(ratio):.2f} times less: what "
       "a layer does depends on std x sqrt(fan-in), not on the std alone")
 claim(abs(carried / full - 1) < 0.1, f"std 0.1 x sqrt({ratio}) = {sigma:.3f} gives our narrow layers the gain the "
-      "paper's had; it stands in for N(0, 10^-2) in B's convolutions below (the dense layers keep 0.1; in the "
-      "warm starts they come from A)")
+      "paper's had; it stands in for N(0, 10^-2) in B's convolutions below, all but conv1_1, whose input (one grey "
+      "channel here, three colours in the paper) is not divided by the ratio and which keeps 0.1 (the dense "
+      "layers keep 0.1 too; in the warm starts they come from A)")
 print(f"  (std 0.01, the reading of N(0, 10^-2) common in Caffe-era code, would shrink it instead: {caffe:.2f} "
       "per layer at 512 channels)")
 
@@ -99,8 +100,8 @@ def paper_init():
     net = models.initialize(models.vgg_from_config("B", num_classes=10, in_channels=1, ratio=ratio),
                             (1, 1, size, size), "normal")
     for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, sigma if isinstance(m, nn.Conv2d) else 0.1)
+        if isinstance(m, (nn.Conv2d, nn.Linear)):  # carried where the fan-in is the paper's divided by ratio
+            nn.init.normal_(m.weight, 0.0, sigma if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 else 0.1)
     return net
 
 
@@ -131,7 +132,7 @@ features = {name: rms(net[:5](probe).numpy()) for name, net in starts.items() if
 print(f"  rms of the features reaching the dense layers (256 images): A {features_a:.2e}, "
       + ", ".join(f"{name} {value:.2e}" for name, value in features.items()))
 warm = features["paper's warm start"]
-claim(features["cold"] > 10 * warm > 100 * features["all of A"] and features["all of A"] > features_a,
+claim(features["cold"] > 3 * warm > 300 * features["all of A"] and features["all of A"] > features_a,
       "the more random layers between the image and the dense layers, the larger what arrives: each random layer "
       f"multiplies the signal (cold / warm start {features['cold'] / warm:.0f}x, warm start / all of A "
       f"{warm / features['all of A']:.0f}x)")
@@ -168,45 +169,81 @@ for name, r in results.items():
 claim(cold["broke"] and paper["broke"] and not every["broke"] and not he["broke"], f"at lr 0.01 the first steps "
       f"turn the loss into nan cold (step {cold['broke']}) and from the paper's warm start (step "
       f"{paper['broke']}); from every layer of A, or with the random layers drawn by He's rule, it stays finite")
-print(f"  Stable is not learning: those two end at {every['end']:.2f} and {he['end']:.2f} after {steps_b} steps "
-      f"(chance is {np.log(10):.2f}); their first losses, {every['losses'][0]:.1f} and "
-      f"{he['losses'][0]:.1f}, were above chance's. One run's, at batch {batch} where the paper used 256.")
+print(f"  Read literally, then, N(0, 10^-2) (std 0.1, carried to our width) blows B up at the paper's own rate")
+print(f"  within {paper['broke']} steps even from the paper's warm start, where the paper reports that this start")
+print("  trained B. At these sizes the literal reading does not reproduce the paper's account: either its 10^-2 was")
+print("  a standard deviation in the code it ran (the Caffe-era reading, std 0.01), or something it does not")
+print("  describe held the first steps back. The next section takes the other reading.")
+
+# %%
+section("Where the warm start pays: N(0, 10^-2) read as std 0.01")
+small = 0.01 * np.sqrt(ratio)
+
+
+def caffe_init():
+    """B drawn from N(0, 0.01^2), carried to our width where the fan-in is the paper's divided by ratio."""
+    mv.manual_seed(1)
+    net = models.initialize(models.vgg_from_config("B", num_classes=10, in_channels=1, ratio=ratio),
+                            (1, 1, size, size), "normal")
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1:
+            nn.init.normal_(m.weight, 0.0, small)
+    return net
+
+
+small_starts = {"cold, std 0.01": caffe_init(), "all of A, std 0.01": caffe_init()}
+models.init_from(net_a, small_starts["all of A, std 0.01"], convs=None)
+small_losses = {name: np.array(train_for(net, steps_c)) for name, net in small_starts.items()}
+for name, losses in small_losses.items():
+    print(f"  {name:<30} loss: first {losses[0]:.3f}, mean of the last ten of {steps_c} steps "
+          f"{np.mean(losses[-10:]):.3f}")
+starved, warmed = (np.mean(small_losses[k][-10:]) for k in small_starts)
+claim(abs(starved - np.log(10)) < 0.01, f"cold, the 13 layers at std 0.01 starve the signal: after {steps_c} steps "
+      f"the loss is still {starved:.3f}, chance's log 10 (the stall the paper warns of)")
+claim(warmed < np.log(10) - 0.5, f"warm-started from every layer of A, with only conv1_2 and conv2_2 drawn at std "
+      f"0.01, B learns: {warmed:.2f} after {steps_c} steps; A's trained layers carry the signal that thirteen "
+      "small random layers starve")
 
 plt = pyplot()
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-left.semilogy(np.arange(1, len(losses_a) + 1), losses_a, color="gray", linewidth=1, label="A (He init), for reference")
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+top = 2 * np.log(10)  # losses above twice chance's are drawn at the top edge: the axis stays readable
+left.plot(np.arange(1, len(losses_a) + 1), losses_a, color="gray", linewidth=1, label="A (He init), for reference")
 colors = ("tab:red", "tab:orange", "tab:green", "tab:blue")
 for (name, r), color in zip(results.items(), colors):
     finite = r["losses"][np.isfinite(r["losses"])]
-    left.semilogy(np.arange(1, len(finite) + 1), finite, color=color, marker="." if len(finite) < 5 else None,
-                  label=f"B, {name}"
-                  + (f" (nan from step {r['broke']})" if r["broke"] else ""))
+    left.plot(np.arange(1, len(finite) + 1), np.minimum(finite, top), color=color, marker=".",
+              label=f"B, {name}, std 0.1" + (f" (nan from step {r['broke']})" if r["broke"] else ""))
     right.semilogy(range(len(weights)), r["first_step"], marker="o", color=color, label=f"B, {name}")
+for (name, losses), color in zip(small_losses.items(), ("tab:purple", "tab:brown")):
+    left.plot(np.arange(1, len(losses) + 1), np.minimum(losses, top), color=color, linewidth=2, label=f"B, {name}")
 left.axhline(np.log(10), color="black", linestyle=":", linewidth=1, label="log 10 (chance)")
+left.set_ylim(0, top * 1.05)
 left.set_xlabel("step (the first is 1)")
-left.set_ylabel("training loss (batch)")
-left.set_title("B from four starts, SGD lr 0.01")
+left.set_ylabel(f"training loss (batch)\nabove {top:.1f}: drawn at the top")
+left.set_title("B from each start, SGD lr 0.01")
 
 right.set_xticks(range(len(weights)), [n + ("" if m[:-7] in copied else "*") for n, m in zip(names, weights)],
                  rotation=60)
 right.set_xlabel("weight layer (*: random in the paper's warm start;\nconv1_2 and conv2_2 are random in 'all of A' "
                  "too)")
 right.set_ylabel("gradient norm, first step")
-right.set_title("where the gradient blows up")
+right.set_title("where the gradient blows up (random layers std 0.1)")
 fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
-save_figure(fig, "18_warm_start.png", rect=(0, 0.1, 1, 1))
+save_figure(fig, "18_warm_start.png", rect=(0, 0.13, 1, 1))
 
 notice("Read as written, the paper's N(0, 10^-2) is std 0.1: at 512 channels a random convolution multiplies the "
        "signal by about std x sqrt(fan-in / 2) = 4.8, ten of them in a row blow the first gradient up a "
        "millionfold and SGD's first steps end in nan (lesson 10 shows the same in E; std 0.01, the Caffe-era "
        "reading, starves instead).",
        "A warm start replaces random layers with trained ones: each random layer fewer takes a factor off the "
-       "blow-up. Here the paper's four copied convolutions were not enough at lr 0.01; every layer of A kept the "
-       "loss finite, though it did not learn in these few steps.",
-       "Glorot's and He's rules choose each layer's std from its fan-in; the paper notes, as found after "
-       "submission, that Glorot's makes the warm start unnecessary.")
+       "blow-up, or off the starvation. Under the literal reading the paper's four copied convolutions were not "
+       "enough at lr 0.01; under the std 0.01 reading a start from every layer of A learnt at once where the "
+       "cold start sat at chance, the benefit the paper describes.",
+       "Glorot's rule chooses each layer's std from its fan-in and fan-out, He's from its fan-in (lesson 10); "
+       "the paper notes, as found after submission, that Glorot's makes the warm start unnecessary.")
 
 exercises("Start B cold with models.initialize(..., 'kaiming'). Does it blow up? Does it learn in the same steps?",
           "Copy A into D with convs=None. Which layers stay random, and does the first step blow up?",
-          "Draw B's random layers with std 0.01 x sqrt(8), the Caffe-era reading carried to our width. Which "
-          "starts learn now?")
+          "Train the two std 0.01 starts five times as long. Does the cold start ever leave chance, and when?",
+          "Start B from the paper's warm start (four convolutions and the dense layers) with the rest at std 0.01: "
+          "how many steps until it leaves chance? And with A trained five times as long?")
