@@ -6,12 +6,8 @@ config dict of RunConfig's fields, as lessons and tests pass.
 from . import models, optim
 from .config import DEVICE_DEFAULTS, FALLBACKS, FLAGS, RECIPES, RunConfig, as_run_config  # noqa: F401
 
-# The fields of a run's config that `minivgg train` sets from its flags (RunConfig's FLAGS).
-MODEL_KEYS = FLAGS
-# The data recipe's part of the config (with PIXEL_KEYS, the training pixels' statistics computed once): a
-# resumed run and `minivgg evaluate` rebuild the same loaders from it. With a crop, `resize` is the scale
-# S (Q at test time) and the network's input is the crop (`input_size`).
-AUGMENT_KEYS = ("recipe", "crop", "scale_jitter", "flip", "intensity_shift", "subtract_mean")
+# The training pixels' statistics, computed once and kept in the config: a resumed run and `minivgg
+# evaluate` rebuild the same loaders from it.
 PIXEL_KEYS = ("pixel_mean", "pixel_covariance", "pixel_std")
 # The input statistics torchvision's ImageNet weights were trained with (images scaled to [0, 1]).
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -5,7 +5,6 @@ checkpoints after every epoch and on Ctrl-C, exact resume, and a clear stop on a
 evaluates, and writes the run's files through a `RunFolder`."""
 import math
 import os
-import signal
 import time
 
 import numpy as np
@@ -70,18 +69,10 @@ def predict(net, loader):
     return np.concatenate(preds), np.concatenate(trues)
 
 
-SIGNAL_AT = "MINIVGG_TEST_SIGNAL_AT"
-
-
-def signal_at(phase, epoch):
-    """For tests of Ctrl-C: send this process SIGINT when `phase` ('step', 'test' or 'checkpoint' of `fit`;
-    'evaluate' of `minivgg evaluate`) of epoch `epoch` (from 1) begins, if $MINIVGG_TEST_SIGNAL_AT names it: 'test', or 'test@2' for epoch 2 only."""
-    wanted = os.environ.get(SIGNAL_AT)
-    if not wanted:
-        return
-    name, _, at = wanted.partition("@")
-    if name == phase and (not at or int(at) == epoch):
-        os.kill(os.getpid(), signal.SIGINT)
+def announce(callbacks, phase, epoch):
+    """Tell each of `callbacks` that `phase` ('step', 'test' or 'checkpoint') of epoch `epoch` (from 1) begins."""
+    for callback in callbacks:
+        callback(phase, epoch)
 
 
 def check_finite_loss(mean_loss, batch_loss, epoch, step, checkpoint=None):
@@ -116,7 +107,7 @@ def train_step(net, images, labels, optimizer, scheduler=None, clip_grad_norm=No
 
 
 def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_grad_norm=None, monitor=None,
-                progress=True, log_every=20, checkpoint=None):
+                progress=True, log_every=20, checkpoint=None, callbacks=()):
     """One pass over `loader` in training mode (`epoch` counts from 0), one `train_step` per batch (the
     keyword arguments up to `monitor` go to it), on the device of `net` (made CuPy's current device).
     Every `log_every` steps and at the last one, the running loss and accuracy go to the progress bar and to
@@ -128,7 +119,8 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
 
     A NaN/inf loss raises TrainingDiverged naming `checkpoint`, a label outside the classes the ValueError of
     cross_entropy; a KeyboardInterrupt leaves with `.step` set to the steps done, for the caller's message.
-    When the running numbers are read back from a GPU is `EpochTally`'s business."""
+    When the running numbers are read back from a GPU is `EpochTally`'s business. Each of `callbacks` is
+    called as callback('step', epoch + 1) before each step (see `fit`)."""
     loader.set_epoch(epoch)
     net.train()
     device = device_of(net)
@@ -140,7 +132,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
         step = 0
         try:
             for step, (images, labels) in enumerate(loader, 1):
-                signal_at("step", epoch + 1)
+                announce(callbacks, "step", epoch + 1)
                 backend.derive_generators(seed, epoch, step)
                 loss, logits = train_step(net, images, labels, optimizer, scheduler, clip_grad_norm, monitor)
                 classes = max(logits.shape[1], 2)  # one logit: a binary classifier, labels 0 and 1
@@ -163,7 +155,7 @@ def train_epoch(net, loader, optimizer, epoch, history, *, scheduler=None, clip_
 
 def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, out_dir=None, start_epoch=0,
         history=None, config=None, progress=True, log_every=20, monitor=None, print_fn=print,
-        scheduler_per_step=False, clip_grad_norm=None, val_loader=None):
+        scheduler_per_step=False, clip_grad_norm=None, val_loader=None, callbacks=()):
     """Train `net` for `epochs` epochs (counting from `start_epoch`) and return the history dict.
 
     After each epoch: one line `epoch e, loss ..., train acc ..., test acc ..., time ... sec`; with an
@@ -178,7 +170,9 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     (a validation split held out from the training images) each epoch also records `val_acc`, and the
     scheduler steps on it instead of the test accuracy, so the test set never chooses the schedule.
     `monitor` (an inspection.GradientMonitor) records gradients at every step. `clip_grad_norm`: scale each
-    step's gradients to at most this joint norm (nn.utils.clip_grad_norm_).
+    step's gradients to at most this joint norm (nn.utils.clip_grad_norm_). `callbacks`: functions called as
+    callback(phase, epoch) when a phase of an epoch (from 1) begins: 'step' (before each step), 'test' and
+    'checkpoint'; to watch a run, or to stop it at a chosen moment (the tests of Ctrl-C do).
 
     Everything runs on the device of `net`, made CuPy's current device (so 'cuda:1' computes on GPU 1).
     Dropout's masks depend only on (train_loader.seed, epoch, step) (see train_epoch), which makes a resume
@@ -188,7 +182,7 @@ def fit(net, train_loader, test_loader, optimizer, epochs, *, scheduler=None, ou
     run = _Fit(net, train_loader, test_loader, optimizer, scheduler, RunFolder(out_dir) if out_dir else None,
                history or {"epochs": [], "points": []}, config, monitor, print_fn, scheduler_per_step,
                dict(scheduler=scheduler if scheduler_per_step else None, clip_grad_norm=clip_grad_norm,
-                    monitor=monitor, progress=progress, log_every=log_every), val_loader)
+                    monitor=monitor, progress=progress, log_every=log_every, callbacks=callbacks), val_loader)
     total_examples, total_time = 0, 0.0
     with backend.use_device(run.device):
         if run.history["epochs"] and run.history["epochs"][-1]["test_acc"] is None:
@@ -242,7 +236,7 @@ class _Fit:
     def finish(self, epoch, record, start):
         """The end of epoch `epoch` whose training is done: the test pass, the epoch's line, the scheduler's
         end-of-epoch step, the run's files."""
-        signal_at("test", epoch + 1)
+        announce(self.epoch_options["callbacks"], "test", epoch + 1)
         test_acc = evaluate_accuracy(self.net, self.test_loader)
         if self.val_loader is not None:
             record["val_acc"] = evaluate_accuracy(self.net, self.val_loader)
@@ -254,7 +248,7 @@ class _Fit:
             record["peak_gpu_bytes"] = cuda.memory_info()["peak"]
         self.print_fn(_epoch_line(record))
         if self.folder:
-            signal_at("checkpoint", epoch + 1)
+            announce(self.epoch_options["callbacks"], "checkpoint", epoch + 1)
             self.folder.save_epoch(self.state(epoch + 1), self.monitor)
 
     def interrupted_in_steps(self, epoch, exc):

@@ -182,8 +182,8 @@ def test_augment_refuses_a_crop_that_does_not_fit():
 def _config(argv, device="cpu"):
     parser = cli.build_parser()
     args = parser.parse_args(["train", *argv])
-    cli._check_args(parser.commands["train"], args)
-    return recipe.fill_defaults({k: getattr(args, k) for k in recipe.MODEL_KEYS}, device)
+    cli.check_args(parser.commands["train"], args)
+    return recipe.fill_defaults({k: getattr(args, k) for k in recipe.FLAGS}, device)
 
 
 def test_the_paper_preset_and_explicit_options_over_it():

@@ -173,10 +173,10 @@ def test_the_ratio_and_resize_limits_are_the_models_own(arch):
     net = models.build(args.arch, args.ratio)
     convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.LazyConv2d))]
     assert min(m.out_channels for m in convs) == 1
-    shapes = [shape for _, _, shape in models._dry_run(net, (1, 1, 32, 32), "cpu")]
+    shapes = [shape for _, _, shape in models.dry_run(net, (1, 1, 32, 32), "cpu")]
     assert shapes[4][2:] == (1, 1)
     with pytest.raises(Exception, match="larger input"):
-        models._dry_run(models.build(args.arch, args.ratio), (1, 1, 31, 31), "cpu")
+        models.dry_run(models.build(args.arch, args.ratio), (1, 1, 31, 31), "cpu")
     assert parser.commands["summary"].prog == "minivgg summary"
 
 

@@ -1,5 +1,5 @@
 """Nothing a user trained is lost and nothing is silently wrong: `minivgg train` never overwrites a run, two
-processes never share a run folder, Ctrl-C at each phase (MINIVGG_TEST_SIGNAL_AT makes the process send
+processes never share a run folder, Ctrl-C at each phase (tests/stop_at.py makes the process send
 itself SIGINT when that phase begins) keeps every finished epoch and prints the command that resumes, a full
 disk or an unwritable folder names the file and keeps the last checkpoint, and a resumed run trains what
 the run was. Each case: the exact command, its exit status, its one line, and checksums of the files before
@@ -28,12 +28,14 @@ TINY = ["--ratio", "16", "--train-limit", "256", "--batch-size", "64", "--limit-
         "--data", data.DEBIAN_DIR]
 
 
+STOP_AT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop_at.py")
+
+
 def _minivgg(*args, cwd, signal_at=None, preexec_fn=None):
-    env = {k: v for k, v in os.environ.items() if k != train.SIGNAL_AT}
-    if signal_at:
-        env[train.SIGNAL_AT] = signal_at
-    return subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=600, preexec_fn=preexec_fn)
+    """`minivgg ARGS` in a new process; with signal_at ('test', 'step@2', ...), Ctrl-C'd when that phase begins."""
+    command = [STOP_AT, signal_at] if signal_at else ["-m", "minivgg"]
+    return subprocess.run([sys.executable, *command, *map(str, args)], check=False, capture_output=True,
+                          text=True, cwd=cwd, timeout=600, preexec_fn=preexec_fn)
 
 
 def _sums(folder):

@@ -12,7 +12,7 @@ from minivgg import data, train
 
 
 def _minivgg(*args, cwd):
-    env = {k: v for k, v in os.environ.items() if k != train.SIGNAL_AT}
+    env = dict(os.environ)
     return subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], check=False, capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=600)
 

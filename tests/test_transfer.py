@@ -211,7 +211,7 @@ def test_cli_init_from_refuses_a_folder_without_a_checkpoint_and_resume(tmp_path
         parser = cli.build_parser()
         args = parser.parse_args(["train", *argv])
         with pytest.raises(SystemExit) as stop:
-            cli._check_args(parser.commands["train"], args)
+            cli.check_args(parser.commands["train"], args)
         assert stop.value.code == 2
         return capsys.readouterr().err.strip().splitlines()[-1]
 

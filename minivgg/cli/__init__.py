@@ -25,7 +25,6 @@ from .train import cmd_train
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "summary": cmd_summary, "inspect": cmd_inspect,
             "doctor": cmd_doctor}
-_check_args = check_args  # the name some tests call
 
 
 def main(argv=None):

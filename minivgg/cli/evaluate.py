@@ -28,7 +28,6 @@ def cmd_evaluate(args):
     test, names, images = test_data(config, args, device)
     augment_loaders(config, test_loader=test, whole_images=mode != "plain")  # the training mean; plain: its crop
     started = time.perf_counter()
-    train.signal_at("evaluate", state["epoch"])
     predicted, true = evaluation.predict(net, test, mode, size=size, scales=scales, grid=args.grid,
                                          flips=args.flip and mode != "plain")
     grid = f" {args.grid}x{args.grid} crops" if mode == "multi-crop" else ""

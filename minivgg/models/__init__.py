@@ -14,7 +14,6 @@ from .initialization import INITIALIZERS, dry_run, initialize
 from .summary import count_flops, summary
 from .transfer import _torchvision_names, freeze_features, init_from, load_torchvision_weights
 
-_dry_run = dry_run  # also importable by its private name
 
 __all__ = ["CONV_ARCH", "CONFIGS", "ALIASES", "D2L_NAMES", "canonical_arch", "small_conv_arch", "vgg_block", "vgg",
            "vgg_from_config", "build", "dry_run", "INITIALIZERS", "initialize", "summary", "count_flops",
