@@ -92,23 +92,27 @@ class Function:
     _saved, _saved_versions = (), None
 
     def __call__(self, *inputs):
-        like = _first_tensor(self.name, inputs)
-        tensors = [x if isinstance(x, TensorBase) else like._new(_constant(x, like)) for x in inputs]
-        _check_same_device(self.name, tensors)
+        """Forward on the inputs' arrays, then link the graph (DeZero's two steps). `_track` holds what
+        makes the engine behave as PyTorch's (version counters, anomaly mode); a first reading can skip it."""
+        tensors = _as_tensors(self.name, inputs)
         self.needs_input_grad = tuple(t.requires_grad and _state["grad_enabled"] for t in tensors)
-        y = self.forward(*[t.data for t in tensors])
-        out = like._new(y)
-        _share_counter_if_view(out, tensors)
-        if _state["anomaly"]:
-            self.created_at = _user_line()
-            _check_finite(y, f"forward of {self.name} produced NaN or inf, created at {self.created_at}")
+        out = tensors[0]._new(self.forward(*[t.data for t in tensors]))
+        self._track(out, tensors)
         if any(self.needs_input_grad):  # under no_grad() nothing is kept for backward
             out.requires_grad, out.creator = True, self
             self.inputs = [Edge(t) for t in tensors]
             self.output = weakref.ref(out)  # weak: the output owns its creator, not the reverse
-            self.output_shape, self.output_dtype = y.shape, y.dtype
+            self.output_shape, self.output_dtype = out.data.shape, out.data.dtype
             self._saved_versions = [_version_of(a, tensors, out) for a in self._saved]
         return out
+
+    def _track(self, out, tensors):
+        """PyTorch's bookkeeping: an output that is a view of an input shares its version counter; under
+        detect_anomaly() the output is checked for NaN and inf, naming the user's line that made it."""
+        _share_counter_if_view(out, tensors)
+        if _state["anomaly"]:
+            self.created_at = _user_line()
+            _check_finite(out.data, f"forward of {self.name} produced NaN or inf, created at {self.created_at}")
 
     @property
     def name(self):
@@ -143,6 +147,15 @@ class Function:
         """Drop the graph links and saved arrays once backward is done (unless retain_graph)."""
         self.__dict__.clear()
         self.released = True
+
+
+def _as_tensors(op, inputs):
+    """The inputs as tensors (numbers and arrays made constants on the first tensor's device), all on one
+    device."""
+    like = _first_tensor(op, inputs)
+    tensors = [x if isinstance(x, TensorBase) else like._new(_constant(x, like)) for x in inputs]
+    _check_same_device(op, tensors)
+    return tensors
 
 
 def _first_tensor(op, inputs):
