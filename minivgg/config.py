@@ -165,8 +165,7 @@ DATA_FLAGS = ("train_limit", "limit_batches")
 
 
 def _known_arch(name):
-    name = str(name).lower()
-    return name in ("d2l", "vgg") or models.ALIASES.get(name, name.upper()) in models.CONFIGS
+    return models.arch_key(name) is not None
 
 
 def _whole(minimum):
@@ -252,8 +251,7 @@ def resume_conflicts(saved, flags, given):
 
 def _same(name, a, b):
     if name == "arch":
-        return models.ALIASES.get(str(a).lower(), str(a).upper()) == models.ALIASES.get(str(b).lower(),
-                                                                                        str(b).upper())
+        return (models.arch_key(a) or str(a)) == (models.arch_key(b) or str(b))
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return list(a) == list(b)
     if isinstance(a, float) or isinstance(b, float):

@@ -54,11 +54,10 @@ PRETRAINED = ("A", "B", "D", "E")  # the configurations torchvision publishes we
 def blocks(arch):
     """The output channels of each convolution, block by block, of the network `arch` names (as
     models.build reads the name), or None if models.build does not know it."""
-    name = str(arch).lower()
-    if name in ("d2l", "vgg"):
+    key = models.arch_key(arch)
+    if key == "d2l":
         return [[channels] * convs for convs, channels in models.CONV_ARCH]
-    key = models.ALIASES.get(name, name.upper())
-    if key not in models.CONFIGS:
+    if key is None:
         return None
     return [[item[1] if isinstance(item, tuple) else item for item in spec if item != "LRN"]
             for spec in models.CONFIGS[key]]
@@ -297,7 +296,7 @@ def check_transfer(parser, args):
     if args.init_from:
         parser.error("argument --torchvision-weights: not allowed with --init-from (both give the starting "
                      "weights)")
-    if models.ALIASES.get(str(args.arch).lower(), str(args.arch).upper()) not in PRETRAINED:
+    if models.arch_key(args.arch) not in PRETRAINED:
         parser.error(f"argument --torchvision-weights: torchvision's weights fit --arch A, B, D or E (vgg11, vgg13, "
                      f"vgg16, vgg19), got {args.arch}")
     if not os.path.isfile(args.torchvision_weights):

@@ -35,6 +35,14 @@ def canonical_arch(name):
     return key
 
 
+def arch_key(name):
+    """canonical_arch's key for `name`, or None where it names no network."""
+    try:
+        return canonical_arch(name)
+    except ValueError:
+        return None
+
+
 def _checked_arch(owner, conv_arch):
     """conv_arch, if every entry is a pair (num_convs, out_channels) of positive ints, and there is one."""
     if not isinstance(conv_arch, (tuple, list)) or not conv_arch:
