@@ -15,6 +15,7 @@ from .summary import count_flops, summary
 from .transfer import _torchvision_names, freeze_features, init_from, load_torchvision_weights
 
 
-__all__ = ["CONV_ARCH", "CONFIGS", "ALIASES", "D2L_NAMES", "canonical_arch", "arch_key", "small_conv_arch", "vgg_block", "vgg",
+__all__ = ["CONV_ARCH", "CONFIGS", "ALIASES", "D2L_NAMES", "canonical_arch", "arch_key", "small_conv_arch", "vgg_block",
+           "vgg",
            "vgg_from_config", "build", "dry_run", "INITIALIZERS", "initialize", "summary", "count_flops",
            "to_fully_convolutional", "load_torchvision_weights", "freeze_features", "init_from"]
