@@ -16,6 +16,5 @@ from .transfer import _torchvision_names, freeze_features, init_from, load_torch
 
 
 __all__ = ["CONV_ARCH", "CONFIGS", "ALIASES", "D2L_NAMES", "canonical_arch", "arch_key", "small_conv_arch", "vgg_block",
-           "vgg",
-           "vgg_from_config", "build", "dry_run", "INITIALIZERS", "initialize", "summary", "count_flops",
+           "vgg", "vgg_from_config", "build", "dry_run", "INITIALIZERS", "initialize", "summary", "count_flops",
            "to_fully_convolutional", "load_torchvision_weights", "freeze_features", "init_from"]
