@@ -135,6 +135,9 @@ class RunConfig:
         if self.scale_jitter is not None and self.scale_jitter[0] > self.scale_jitter[1]:
             raise ValueError(f"run config: scale_jitter (--scale-jitter) must be [MIN, MAX] with MIN <= MAX, got "
                              f"{self.scale_jitter!r}")
+        if self.plateau_split and self.scheduler is not None and self.scheduler != "plateau":
+            raise ValueError(f"run config: plateau_split (--plateau-split) holds out images for the plateau rule, "
+                             f"but the scheduler is {self.scheduler!r}: add --scheduler plateau or leave it out")
         return self
 
     def to_dict(self):

@@ -167,7 +167,7 @@ class Conv2dFunction(F.Conv2dFunction):
                 col2im_batch_last(gcol, group_shape, self.kernel, self.stride, self.padding, out=padded[cs])
                 del gcol
             gx = padded[:, ph:ph + h, pw:pw + w, :].transpose(3, 0, 1, 2)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+        if F.wants_grad(self, 2):
             gb = g.sum(axis=1)
         return gx, gw, gb
 

@@ -381,7 +381,7 @@ class Conv2dFunction(F.Conv2dFunction):
         if self.needs_input_grad[1]:
             col = self.im2col(x, self.kernel, self.stride, self.padding)
             gw = (g @ col.T).reshape(k, -1, *self.kernel)                      # (K, C, KH, KW)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+        if F.wants_grad(self, 2):
             gb = g.sum(axis=1)                                                 # (K,), rows contiguous
         return gx, gw, gb
 

@@ -61,8 +61,9 @@ def check_conv_inputs(x, weight):
                         "convert the input with .float() (float32)")
 
 
-def _wants(fn, i):
-    """True when input i of `fn` was given and needs a gradient (bias is optional)."""
+def wants_grad(fn, i):
+    """True when input i of `fn` was given and needs a gradient (bias is optional). Part of the tier
+    contract: every variant's backward asks it."""
     return len(fn.needs_input_grad) > i and fn.needs_input_grad[i]
 
 
@@ -212,7 +213,7 @@ class Conv2dFunction(Function):
             gx = self.col2im(gcol, self.x_shape, self.kernel, self.stride, self.padding)
         if self.needs_input_grad[1]:
             gw = (g @ self.col.T).reshape(k, -1, *self.kernel)            # (K, C, KH, KW)
-        if _wants(self, 2):
+        if wants_grad(self, 2):
             gb = gy.sum(axis=(0, 2, 3))                                    # (K,)
         return gx, gw, gb
 
@@ -453,7 +454,7 @@ class LinearFunction(Function):
         x, weight = self.saved_tensors
         gx = gy @ weight if self.needs_input_grad[0] else None             # (N, in)
         gw = gy.T @ x if self.needs_input_grad[1] else None                # (out, in)
-        gb = gy.sum(axis=0) if _wants(self, 2) else None                   # (out,)
+        gb = gy.sum(axis=0) if wants_grad(self, 2) else None                   # (out,)
         return gx, gw, gb
 
 

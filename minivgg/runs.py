@@ -16,6 +16,8 @@ from .serialization import DAMAGED, CheckpointError, read_json, save
 
 CHECKPOINT = "checkpoint.npz"
 INTERRUPTED = "interrupted.npz"
+RUN_FILES = (CHECKPOINT, INTERRUPTED, "history.json")  # a folder holding any of these holds a run
+LOCK = ".lock"  # held by the process training in the folder (cli.folders.RunClaim)
 
 
 def _write_json(obj, path):
@@ -88,7 +90,8 @@ class RunFolder:
         with _writing(history, self.path):
             _write_json(state["history"], history)
         interrupted = os.path.join(self.path, INTERRUPTED)
-        if os.path.exists(interrupted) and _epochs_in(interrupted) < state["epoch"]:
+        done = saved_epochs(interrupted) if os.path.exists(interrupted) else None
+        if done is not None and done < state["epoch"]:  # one that cannot be read is left alone
             os.remove(interrupted)
 
     def draw(self, state, monitor=None):
@@ -107,12 +110,12 @@ class RunFolder:
         return path
 
 
-def _epochs_in(path):
-    """The finished epochs a saved state records; -1 when it cannot be read."""
+def saved_epochs(path):
+    """The finished epochs a saved state (a checkpoint, interrupted.npz) records; None when it cannot be read."""
     try:
         return int(read_json(path)["epoch"])
     except (OSError, ValueError, KeyError, TypeError):
-        return -1
+        return None
 
 
 WRITE_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",

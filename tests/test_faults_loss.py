@@ -232,6 +232,52 @@ def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
     assert not (folder / folders.LOCK).exists()
 
 
+def test_a_lock_that_is_a_symbolic_link_is_never_written_through(tmp_path):
+    folder, mine = tmp_path / "run", tmp_path / "notes.txt"
+    folder.mkdir()
+    mine.write_text("mine\n")
+    (folder / folders.LOCK).symlink_to(mine)
+    with pytest.raises(OSError, match="is a symbolic link, not minivgg's lock file"):
+        folders.RunClaim(str(folder)).acquire(print_fn=lambda *a: None)
+    assert mine.read_text() == "mine\n"
+
+
+def test_overwrite_that_cannot_move_the_earlier_run_puts_it_back(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("checkpoint.npz", "history.json", "training.png"):
+        (folder / name).write_text(name)
+    before = _sums(folder)
+    real = os.replace
+    moved = []
+
+    def replace(src, dst):  # the second move fails, as on a full disk or a vanished file
+        moved.append(src)
+        if len(moved) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(folders.os, "replace", replace)
+    args = type("Args", (), {"resume": None, "overwrite": True})()
+    with pytest.raises(OSError):
+        folders.claim_run_folder(args, str(folder), print_fn=lambda *a: None)
+    monkeypatch.setattr(folders.os, "replace", real)
+    assert _sums(folder) == before and sorted(os.listdir(folder)) == sorted(before)  # no backup, no lock
+
+
+def test_an_unreadable_interrupted_npz_is_left_alone(tmp_path):
+    from minivgg.runs import RunFolder
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / train.INTERRUPTED).write_bytes(b"not a checkpoint")  # damaged: its epoch cannot be known
+    net = mv.nn.Linear(2, 2)
+    state = train.training_state(net, mv.optim.SGD(net.parameters(), lr=0.1), None, 1,
+                                 {"epochs": [], "points": []}, None)
+    RunFolder(str(folder)).save_state(state)
+    assert (folder / train.INTERRUPTED).read_bytes() == b"not a checkpoint"
+
+
 # ---- 5. SIGTERM and SIGHUP save as Ctrl-C does ----------------------------------------------------------------
 SIGNAL_IN_SAVE = """
     import os, signal, sys

@@ -9,6 +9,7 @@ import pytest
 
 import minivgg as mv
 from minivgg import data, train
+from minivgg.config import RunConfig
 
 
 def _minivgg(*args, cwd):
@@ -112,3 +113,14 @@ def test_a_run_from_before_the_split_keeps_watching_what_it_watched():
     assert resume_config(old, RunConfig()).fill_defaults("cpu").plateau_split == 0.0
     assert RunConfig(scheduler="plateau").fill_defaults("cpu").plateau_split == 0.1
     assert RunConfig(recipe="paper").fill_defaults("cpu").plateau_split == 0.1
+
+
+def test_a_plateau_split_without_the_plateau_rule_is_a_usage_error(capsys):
+    from minivgg import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--scheduler", "cosine", "--plateau-split", "0.2"])
+    assert stop.value.code == 2
+    assert "argument --plateau-split: it holds out images for the plateau rule" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="plateau_split .* the scheduler is 'step'"):
+        RunConfig(scheduler="step", plateau_split=0.2).validate()

@@ -161,6 +161,9 @@ def check_train(parser, args):
     if args.tf32 and device_of(args) == "cpu":
         parser.error("argument --tf32: TF32 is a mode of NVIDIA GPUs (Ampere or newer); the CPU always "
                      "multiplies in full float32. Use it with --device cuda")
+    if getattr(args, "plateau_split", None) and args.scheduler not in (None, "plateau"):
+        parser.error(f"argument --plateau-split: it holds out images for the plateau rule, but --scheduler is "
+                     f"{args.scheduler}: add --scheduler plateau or leave --plateau-split out")
     for flag, value in (("--out", args.out), ("--resume", args.resume), ("--init-from", args.init_from)):
         if value is not None and not value.strip():
             parser.error(f"argument {flag}: an empty folder name; give the run folder, e.g. {flag} runs/first")

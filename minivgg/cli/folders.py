@@ -1,5 +1,6 @@
 """The file system of the `minivgg` command: is a folder a run, an image folder, writable; and the loaders of a
 run trained on an image folder (its own images, split as it was)."""
+import errno
 import fcntl
 import os
 import shutil
@@ -8,7 +9,7 @@ import tempfile
 import time
 
 from .. import files
-from ..runs import CHECKPOINT, INTERRUPTED
+from ..runs import CHECKPOINT, INTERRUPTED, LOCK, RUN_FILES, saved_epochs
 
 
 def run_folder_problem(path, hint):
@@ -127,9 +128,7 @@ def recorded_split(folder, names, config, print_fn=print):
 
 
 # ---- a run folder held while a run trains into it ---------------------------------------------------------
-RUN_FILES = (CHECKPOINT, INTERRUPTED, "history.json")  # a folder holding any of these holds a run
 REPLACED = (*RUN_FILES, "training.png", "gradients.png", "confusion.png")  # what --overwrite moves aside
-LOCK = ".lock"
 
 
 def held_run(path):
@@ -179,8 +178,10 @@ class RunClaim:
             self.created = True
         while True:
             try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_RDWR, 0o644)
+                fd = os.open(self.lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)  # never write through a link
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise OSError(f"{self.lock} is a symbolic link, not minivgg's lock file: remove it") from None
                 raise OSError(f"cannot write {self.lock}: {exc.strerror or exc}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,35 +244,31 @@ class RunClaim:
                 break
             except FileExistsError:
                 continue
+        self.backup = backup  # set first: if a move fails, release() still says where the moved files are
         for name in names:
             os.replace(os.path.join(self.path, name), os.path.join(backup, name))
-        self.backup = backup
         print_fn(f"note: --overwrite: the earlier run in {self.path} is moved to {backup}; it is removed when "
                  f"this run ends with an epoch saved")
+
+    def put_back(self):
+        """Move the earlier run's files back from the backup folder (move_aside undone)."""
+        if self.backup and os.path.isdir(self.backup):
+            for name in os.listdir(self.backup):
+                os.replace(os.path.join(self.backup, name), os.path.join(self.path, name))
+            os.rmdir(self.backup)
+        self.backup = None
 
     def _settle_backup(self):
         """The end of an --overwrite run: the earlier run removed if this one saved an epoch, put back if this
         one saved nothing, else (stopped in its first epoch) kept, and said where."""
         backup, checkpoint = self.backup, os.path.join(self.path, CHECKPOINT)
-        if _saved_epochs(checkpoint) >= 1:
+        if (saved_epochs(checkpoint) or 0) >= 1:
             shutil.rmtree(backup, ignore_errors=True)
         elif not any(os.path.exists(os.path.join(self.path, name)) for name in REPLACED):
-            for name in os.listdir(backup):
-                os.replace(os.path.join(backup, name), os.path.join(self.path, name))
-            os.rmdir(backup)
+            self.put_back()
             print(f"note: this run saved nothing: the earlier run is back in {self.path}", file=sys.stderr)
         else:
             print(f"note: the earlier run of {self.path} is kept in {backup}", file=sys.stderr)
-
-
-def _saved_epochs(checkpoint):
-    """The finished epochs in a checkpoint, 0 when there is none or it cannot be read."""
-    from ..serialization import read_json
-
-    try:
-        return int(read_json(checkpoint).get("epoch", 0))
-    except (OSError, ValueError, TypeError):
-        return 0
 
 
 def claim_run_folder(args, out, print_fn=print):
@@ -286,5 +283,12 @@ def claim_run_folder(args, out, print_fn=print):
         if not args.overwrite:
             claim.release()
             raise ValueError(f"--out: {taken_message(out)}")
-        claim.move_aside([name for name in REPLACED if os.path.exists(os.path.join(out, name))], print_fn)
+        try:
+            claim.move_aside([name for name in REPLACED if os.path.exists(os.path.join(out, name))], print_fn)
+        except BaseException:
+            try:
+                claim.put_back()  # what was moved before the failure
+            finally:
+                claim.release()
+            raise
     return claim

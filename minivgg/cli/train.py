@@ -6,7 +6,7 @@ import shlex
 import sys
 
 from .. import backend, models, tiers
-from ..config import RunConfig, resume_config
+from ..config import resume_config
 from ..recipe import IMAGENET_MEAN, IMAGENET_STD, augment_loaders, build_model, build_optimizer, describe_augment
 from .checks import flags_config
 from .folders import claim_run_folder, folder_data

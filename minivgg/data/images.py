@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from ..nn import _checks
+from ..runs import LOCK, RUN_FILES
 from .fashion_mnist import DatasetError
 
 
@@ -24,8 +25,8 @@ def require_pillow():
     return Image
 
 
-# the files that make a folder one of minivgg's run folders (runs.RunFolder and the CLI's lock write them)
-RUN_MARKERS = ("checkpoint.npz", "interrupted.npz", "history.json", ".lock")
+# the files that make a folder one of minivgg's run folders
+RUN_MARKERS = (*RUN_FILES, LOCK)
 
 
 def _is_run_folder(path):

@@ -77,7 +77,8 @@ class DataLoader:
     or (N, C, H, W) as from `ImageFolder`, uint8 (divided by 255, as torchvision's ToTensor does) or floats
     already in [0, 1] (taken as they are). Each batch crosses to the device as it is stored (uint8: 4x less
     than float32) and is converted, resized (`resize=R`, bilinear), normalized (`normalize=(mean, std)`) and
-    flipped (`flip=True`: random horizontal flips) there, batch by batch. The shuffling order of epoch e depends only on (seed, e), so a resumed run sees the same
+    flipped (`flip=True`: random horizontal flips) there, batch by batch. The shuffling order of epoch e
+    depends only on (seed, e), so a resumed run sees the same
     batches as an uninterrupted one. `augment` (an augment.Augment) transforms each batch after the resize,
     with draws from (seed, e, batch index): random crops, scale jittering, colour shifts, mean subtraction.
     """

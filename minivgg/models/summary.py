@@ -62,7 +62,8 @@ def count_flops(net, input_shape):
     counts = {"conv": 0, "dense": 0}
 
     def conv_hook(module, inputs, output):
-        counts["conv"] += 2 * module.weight.numel() * output.shape[2] * output.shape[3] * output.shape[0] // input_shape[0]
+        positions = output.shape[2] * output.shape[3] * output.shape[0] // input_shape[0]
+        counts["conv"] += 2 * module.weight.numel() * positions
 
     def dense_hook(module, inputs, output):
         counts["dense"] += 2 * module.weight.numel() * output.shape[0] // input_shape[0]
