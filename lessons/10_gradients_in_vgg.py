@@ -159,7 +159,7 @@ in_a = first_step("xavier", "A").record
 steps_a = np.median([in_a[n]["update_ratio"] for n in in_a if n.endswith("weight")])
 print(f"  Xavier's step is small, {steps['xavier']:.0e} of each layer's size in E, yet D2L trains VGG-11 with Xavier")
 print("  and the paper notes (added after submission) that Glorot's rule trains its nets without the warm start.")
-print(f"  A small step is not no step: every layer of E moved, and in the 11-layer A the same rule's first step is")
+print("  A small step is not no step: every layer of E moved, and in the 11-layer A the same rule's first step is")
 print(f"  {steps_a:.0e}, {steps_a / steps['xavier']:.0f}x larger; each layer fewer multiplies by about one less")
 print("  factor below 1, and training then grows the signal. Std 0.01 moves no weight at all.")
 still = {s: int((update[s] == 0).sum()) for s in ("xavier", "std 0.01")}

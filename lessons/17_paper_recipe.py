@@ -198,8 +198,8 @@ claim(abs(shrink.mean()) < 2 * se_shrink, f"the augmentation did not change the 
       + f"): with dropout and weight decay in both, neither run overfits {n_train} images in {epochs} epochs, so "
       "there is no gap for it to close")
 slower = tests["not augmented"] - tests["augmented"]
-claim(all(slower > 2 * np.sqrt(2) * se), f"what it did do: in each seed the augmented run's test accuracy is "
-      f"lower, by more than two standard errors of a difference ("
+claim(all(slower > 2 * np.sqrt(2) * se), "what it did do: in each seed the augmented run's test accuracy is "
+      "lower, by more than two standard errors of a difference ("
       + ", ".join(f"{q:.3f} against {p:.3f}" for p, q in zip(tests["not augmented"], tests["augmented"]))
       + f"): a new view of each image every epoch is a harder task, learnt slower in {epochs} epochs")
 print("  at equal accuracy? For each seed, the epoch of the run without augmentation whose validation accuracy was")

@@ -169,7 +169,7 @@ for name, r in results.items():
 claim(cold["broke"] and paper["broke"] and not every["broke"] and not he["broke"], f"at lr 0.01 the first steps "
       f"turn the loss into nan cold (step {cold['broke']}) and from the paper's warm start (step "
       f"{paper['broke']}); from every layer of A, or with the random layers drawn by He's rule, it stays finite")
-print(f"  Read literally, then, N(0, 10^-2) (std 0.1, carried to our width) blows B up at the paper's own rate")
+print("  Read literally, then, N(0, 10^-2) (std 0.1, carried to our width) blows B up at the paper's own rate")
 print(f"  within {paper['broke']} steps even from the paper's warm start, where the paper reports that this start")
 print("  trained B. At these sizes the literal reading does not reproduce the paper's account: either its 10^-2 was")
 print("  a standard deviation in the code it ran (the Caffe-era reading, std 0.01), or something it does not")

@@ -40,7 +40,7 @@ class Traced:
 
 def sizes(shape, kernel, stride, padding):
     n, c, h, w = shape
-    oh, ow = F._output_size("im2col", shape, kernel, stride, padding)
+    oh, ow = F.output_size("im2col", shape, kernel, stride, padding)
     return fast_gpu._ints(c, h, w, *kernel, *stride, *padding, n, oh, ow)
 
 
@@ -52,7 +52,7 @@ def im2col_in_python(x, kernel, stride, padding, block=fast_gpu.BLOCK):
     events = []
     src, col = Traced(x.ravel(), events), Traced(np.full(int(np.prod(ref_shape)), np.nan, dtype=x.dtype), events)
     n, c = x.shape[:2]
-    oh, ow = F._output_size("im2col", x.shape, kernel, stride, padding)
+    oh, ow = F.output_size("im2col", x.shape, kernel, stride, padding)
     tasks = c * n * oh * ow
     threads = fast_gpu.run_in_python(fast_gpu.im2col_kernel, tasks, src, col, *sizes(x.shape, kernel, stride, padding),
                                      block=block)
@@ -221,7 +221,7 @@ if mv.cuda.is_available():
           "equals the reference tier's")
 else:
     print("  No GPU here (minivgg.cuda.is_available() is False): the kernel ran above as Python, one thread after")
-    print(f"  another. On a card the same function is compiled to CUDA by cupyx.jit and launched in blocks of")
+    print("  another. On a card the same function is compiled to CUDA by cupyx.jit and launched in blocks of")
     print(f"  {fast_gpu.BLOCK} threads (the drawing used 64 to stay small). The card schedules the blocks over its")
     print("  multiprocessors, as many at a time as fit, the rest after them; a block's threads run 32 to a warp,")
     print("  and neighbouring threads write neighbouring elements of col, so a warp's writes coalesce.")
