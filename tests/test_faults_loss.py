@@ -400,3 +400,18 @@ def test_sighup_leaves_a_hung_up_terminal_instead_of_failing_on_it(monkeypatch):
     print("interrupted by SIGHUP: resume with: ...")  # goes nowhere, without an error
     print("minivgg train: interrupted", file=sys.stderr)
     assert info.value.signum == signal.SIGHUP
+
+
+def test_a_stop_between_the_banner_and_the_first_step_says_what_a_stop_in_training_says(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from minivgg import cli
+    from minivgg.cli import train as train_command
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "print_notes", stop)
+    code = cli.main(["train", *TINY, "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert code == 130
+    assert capsys.readouterr().err.splitlines()[-1] == ("minivgg train: interrupted before the first checkpoint "
+                                                         "was written")

@@ -46,6 +46,8 @@ def cmd_train(args):
                   f"(--plateau-split {config.plateau_split}); the test set is only scored")
         return run_training(args, config, claim.path, (net, train_loader, test_loader, optimizer, scheduler),
                             start, history, val_loader)
+    except KeyboardInterrupt as exc:  # a stop between the banner and the first step: as one during training
+        return stopped(exc, claim.path)
     finally:
         claim.release()
 
@@ -75,15 +77,23 @@ def run_training(args, config, out, parts, start, history, val_loader=None):
         print(f"minivgg train: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (stops.Stopped)
-        if os.path.exists(os.path.join(out, train.CHECKPOINT)):
-            print(f"interrupted{signal_words(exc)}: resume with: minivgg train --resume {shlex.quote(out)}",
-                  file=sys.stderr)
-        else:
-            print(f"minivgg train: interrupted{signal_words(exc)} before the first checkpoint was written",
-                  file=sys.stderr)
-        return exit_status(exc)
+        return stopped(exc, out)
     print(f"run folder {out}: checkpoint.npz, history.json, training.png")
     return 0
+
+
+def stopped(exc, out):
+    """What a stop of `minivgg train` says (the command that resumes, if there is a checkpoint), and its exit
+    status (Ctrl-C 130, SIGTERM 143, SIGHUP 129)."""
+    from .. import train
+
+    if os.path.exists(os.path.join(out, train.CHECKPOINT)):
+        print(f"interrupted{signal_words(exc)}: resume with: minivgg train --resume {shlex.quote(out)}",
+              file=sys.stderr)
+    else:
+        print(f"minivgg train: interrupted{signal_words(exc)} before the first checkpoint was written",
+              file=sys.stderr)
+    return exit_status(exc)
 
 
 def run_config(args, device):
