@@ -6,11 +6,9 @@ the run was. Each case: the exact command, its exit status, its one line, and ch
 and after."""
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,28 +20,12 @@ import minivgg as mv
 from minivgg import cli, data, files, nn, optim, runs, serialization, train
 from minivgg.cli import folders
 
+from cli_runs import TINY, finished, run  # noqa: F401 (fixtures)
+from cli_runs import minivgg as _minivgg
+from cli_runs import sums as _sums
+
 pytestmark = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
                                 reason="install dataset-fashion-mnist (Debian) for real data")
-TINY = ["--ratio", "16", "--train-limit", "256", "--batch-size", "64", "--limit-batches", "2", "--no-progress",
-        "--data", data.DEBIAN_DIR]
-
-
-STOP_AT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stop_at.py")
-
-
-def _minivgg(*args, cwd, signal_at=None, preexec_fn=None):
-    """`minivgg ARGS` in a new process; with signal_at ('test', 'step@2', ...), Ctrl-C'd when that phase begins."""
-    command = [STOP_AT, signal_at] if signal_at else ["-m", "minivgg"]
-    return subprocess.run([sys.executable, *command, *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd, timeout=600, preexec_fn=preexec_fn)
-
-
-def _sums(folder):
-    """{name: sha256} of the files in `folder`."""
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in sorted(os.listdir(folder))
-            if (folder / name).is_file()}
-
-
 def _last_line(text):
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -51,23 +33,6 @@ def _last_line(text):
 
 def _no_temporary(folder):
     return [name for name in os.listdir(folder) if name.startswith((files.PREFIX, ".lock"))] == []
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished run of one epoch (the tiny settings), trained once for the module; tests copy it."""
-    work = tmp_path_factory.mktemp("finished")
-    result = _minivgg("train", *TINY, "--epochs", "1", "--out", work / "run", cwd=work)
-    assert result.returncode == 0, result.stderr
-    return work / "run"
-
-
-@pytest.fixture
-def run(finished, tmp_path):
-    """A copy of the finished run, and its checksums."""
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy, _sums(copy)
 
 
 def _weights(path):

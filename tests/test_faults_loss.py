@@ -2,7 +2,6 @@
 earlier run until the new one has saved an epoch, two processes never both hold a run folder (a kernel lock,
 never taken over by hand), SIGTERM and SIGHUP save as Ctrl-C does, and a stop while matplotlib loads or
 draws costs no epoch and prints no traceback. Each case runs the command in a subprocess."""
-import hashlib
 import os
 import signal
 import subprocess
@@ -16,54 +15,23 @@ import minivgg as mv
 from minivgg import data, files, train
 from minivgg.cli import folders
 
+from cli_runs import TINY, finished, run  # noqa: F401 (fixtures)
+from cli_runs import minivgg as _minivgg
+from cli_runs import sums as _sums
+
 pytestmark = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
                                 reason="install dataset-fashion-mnist (Debian) for real data")
-TINY = ["--ratio", "16", "--train-limit", "256", "--batch-size", "64", "--limit-batches", "2", "--no-progress",
-        "--data", data.DEBIAN_DIR]
-
-
-def _env():
-    return dict(os.environ)
-
-
-def _minivgg(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd, env=_env(), timeout=600)
-
-
 def _script(code, *args, cwd):
     """Run `code` (which ends by calling the CLI with sys.argv[1:]) in a fresh interpreter."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], check=False,
-                          capture_output=True, text=True, cwd=cwd, env=_env(), timeout=600)
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
 RUN_CLI = "import sys\nfrom minivgg import cli\nsys.exit(cli.main(sys.argv[1:]))\n"
 
 
-def _sums(folder):
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in sorted(os.listdir(folder))
-            if (folder / name).is_file()}
-
-
 def _ours(folder):
     return [name for name in os.listdir(folder) if files.is_temporary(name) or name == folders.LOCK]
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("finished")
-    result = _minivgg("train", *TINY, "--epochs", "1", "--out", work / "run", cwd=work)
-    assert result.returncode == 0, result.stderr
-    return work / "run"
-
-
-@pytest.fixture
-def run(finished, tmp_path):
-    import shutil
-
-    copy = tmp_path / "run"
-    shutil.copytree(finished, copy)
-    return copy, _sums(copy)
 
 
 # ---- 1. the sweep removes minivgg's own temporary files only ------------------------------------------------
@@ -179,7 +147,7 @@ for line in sys.stdin:
 
 def test_two_processes_never_both_hold_a_folder_with_a_stale_lock(tmp_path):
     holders = [subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                text=True, env=_env()) for _ in range(2)]
+                                text=True) for _ in range(2)]
     try:
         assert [h.stdout.readline() for h in holders] == ["ready\n"] * 2
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -216,7 +184,7 @@ def test_a_lock_naming_a_live_process_that_holds_nothing_is_taken(run, tmp_path)
 def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, env=_env())
+                              text=True)
     assert holder.stdout.readline() == "ready\n"
     holder.stdin.write(f"take {folder}\n")
     holder.stdin.flush()
@@ -312,7 +280,7 @@ def test_sigterm_from_outside_during_training_stops_cleanly(tmp_path):
     folder = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "minivgg", "train", *TINY, "--limit-batches", "16",
                              "--train-limit", "1024", "--epochs", "3", "--out", str(folder)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env())
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     banner = proc.stdout.readline()  # printed once the folder is held, just before training starts
     assert banner.startswith("training d2l"), banner + proc.stderr.read()
     proc.send_signal(signal.SIGTERM)

@@ -13,28 +13,15 @@ import minivgg as mv
 from minivgg import data, train
 from minivgg.function import Function
 
+from cli_runs import TINY, finished  # noqa: F401 (a fixture)
+from cli_runs import minivgg as _minivgg
+
 pytestmark = pytest.mark.skipif(not os.path.isdir(data.DEBIAN_DIR),
                                 reason="install dataset-fashion-mnist (Debian) for real data")
-TINY = ["--ratio", "16", "--train-limit", "256", "--batch-size", "64", "--limit-batches", "2", "--no-progress",
-        "--data", data.DEBIAN_DIR]
-
-
-def _minivgg(*args, cwd):
-    env = dict(os.environ)
-    return subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], check=False, capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("finished")
-    result = _minivgg("train", *TINY, "--epochs", "1", "--out", work / "run", cwd=work)
-    assert result.returncode == 0, result.stderr
-    return work / "run"
 
 
 @pytest.fixture
-def run(finished, tmp_path):
+def run(finished, tmp_path):  # a copy of the finished run (no checksums needed here)
     copy = tmp_path / "run"
     shutil.copytree(finished, copy)
     return copy
