@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import step_time
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.join(os.path.dirname(HERE), "tests")
 VARIANTS = {  # name: (framework, kernels, TF32)
@@ -35,45 +37,22 @@ VARIANTS = {  # name: (framework, kernels, TF32)
 
 
 def build(framework, kernels, tf32, size, batch, device="cuda"):
-    """The model, its optimizer and a function running one training step, returning the loss."""
-    import numpy as np
-
+    """(the model, the batch x and y, one training step as a function returning the loss): step_time.py's
+    model and batch, under minivgg's `kernels` tier (its GPU fast tier on for "fast") or in PyTorch, with
+    TF32 products or without."""
     import minivgg as mv
-    from minivgg import functional as F
-    from minivgg import models, optim
 
-    mv.manual_seed(0)
-    net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, size, size))
-    rng = np.random.default_rng(0)
-    images = rng.random((batch, 1, size, size), dtype=np.float32)
-    labels = rng.integers(0, 10, batch)
     if framework == "minivgg":
         mv.tiers.enable_fast_gpu(kernels == "fast")
         mv.set_kernels(kernels)
         if device != "cpu":
             mv.cuda.set_tf32(tf32)
-        opt = optim.SGD(net.to(device).parameters(), lr=0.05, momentum=0.9)
-        x, y = mv.tensor(images, device=device), mv.tensor(labels, device=device)
-        loss_fn = F.cross_entropy
     else:
         import torch
 
-        from minivgg import inspection
-
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        net = inspection.to_torch(net).to(device)
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-        x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-        loss_fn = torch.nn.functional.cross_entropy
-
-    def step():
-        loss = loss_fn(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
-
-    return net, x, y, step
+    net, x, y, loss_fn, opt = step_time.parts(framework, size, batch, device)
+    return net, x, y, step_time.training_step(net, x, y, loss_fn, opt)
 
 
 def child(variant, size, batch, repeats, warmup):

@@ -69,18 +69,15 @@ def _rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(framework, size, batch, kernels, calls, device):
-    """One SGD training step of the model on `device` as a function."""
-    import numpy as np  # a user's script: NumPy first, then minivgg
+def parts(framework, size, batch, device):
+    """(the model on `device`, one batch x and y, the loss function, an SGD optimizer): minivgg's, or PyTorch's
+    with the same layers and weights."""
+    import numpy as np
 
     import minivgg as mv
     from minivgg import functional as F
     from minivgg import models, optim
 
-    for name in calls:  # minivgg.cpu's functions, in order
-        getattr(mv.cpu, name)()
-    if kernels:
-        mv.set_kernels(kernels)
     mv.manual_seed(0)
     net = models.initialize(models.vgg(models.small_conv_arch(models.CONV_ARCH, 4)), (1, 1, size, size))
     rng = np.random.default_rng(0)
@@ -88,18 +85,19 @@ def build(framework, size, batch, kernels, calls, device):
     labels = rng.integers(0, 10, batch)
     if framework == "minivgg":
         opt = optim.SGD(net.to(device).parameters(), lr=0.05, momentum=0.9)
-        x, y = mv.tensor(images, device=device), mv.tensor(labels, device=device)
-        loss_fn = F.cross_entropy
-    else:
-        import torch
+        return net, mv.tensor(images, device=device), mv.tensor(labels, device=device), F.cross_entropy, opt
+    import torch
 
-        from minivgg import inspection
+    from minivgg import inspection
 
-        net = inspection.to_torch(net).to(device)  # the same layers and weights, in PyTorch
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-        x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
-        loss_fn = torch.nn.functional.cross_entropy
+    net = inspection.to_torch(net).to(device)  # the same layers and weights, in PyTorch
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    return net, x, y, torch.nn.functional.cross_entropy, opt
 
+
+def training_step(net, x, y, loss_fn, opt):
+    """One SGD training step on the batch (x, y) as a function returning the loss."""
     def step():
         loss = loss_fn(net(x), y)
         opt.zero_grad()
@@ -108,6 +106,19 @@ def build(framework, size, batch, kernels, calls, device):
         return loss
 
     return step
+
+
+def build(framework, size, batch, kernels, calls, device):
+    """One SGD training step of the model on `device` as a function."""
+    import numpy as np  # noqa: F401 (a user's script: NumPy first, then minivgg)
+
+    import minivgg as mv
+
+    for name in calls:  # minivgg.cpu's functions, in order
+        getattr(mv.cpu, name)()
+    if kernels:
+        mv.set_kernels(kernels)
+    return training_step(*parts(framework, size, batch, device))
 
 
 def timed(step, repeats, warmup):
