@@ -418,7 +418,7 @@ def test_module_list_registers_its_modules():
     assert net(mv.ones(4, 2)).shape == (4, 1)
     net.layers[0] = nn.Linear(2, 3, bias=False)
     assert [name for name, _ in net.named_parameters()][:2] == ["layers.0.weight", "layers.1.weight"]
-    with pytest.raises(TypeError, match="ModuleList: item 3 must be a Module"):
+    with pytest.raises(TypeError, match="ModuleList: module 3 must be a Module"):
         net.layers.append(lambda x: x)
 
 
