@@ -1,4 +1,4 @@
-"""SIGTERM and SIGHUP (sent by `timeout`, `kill`, `docker stop`, batch schedulers, a closed SSH session) stop a
+"""SIGTERM and SIGHUP (sent by `timeout`, `kill`, `docker stop`, batch schedulers, a closed SSH connection) stop a
 command as Ctrl-C does: they raise `Stopped`, a KeyboardInterrupt, so a training run saves what it has and
 prints the command that resumes; the exit code is 128 + the signal's number (143, 129), as a shell reports."""
 import os
